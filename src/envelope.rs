@@ -1,0 +1,71 @@
+//! The envelope: the bytes POSTed to Sentry's `/api/<project>/envelope/` endpoint.
+//!
+//! ```text
+//! {"event_id":"…","sdk":{…},"sent_at":"…"}\n
+//! {"length":<payload bytes>,"type":"event"}\n
+//! <event JSON>\n
+//! ```
+//! The item header carries the payload's byte length, so the payload is serialised first.
+
+use crate::id::EventId;
+use crate::time::rfc3339_millis;
+use crate::{SDK_NAME, SDK_VERSION};
+use serde_json::{json, Value};
+
+/// The content type Sentry requires on envelope uploads.
+pub const CONTENT_TYPE: &str = "application/x-sentry-envelope";
+
+/// Serialises one event into an envelope. The DSN is deliberately not put in the header: it is
+/// optional there and would copy a credential into every upload.
+pub fn event_envelope(id: EventId, sent_at_ms: f64, event: &Value) -> Vec<u8> {
+    let header = json!({
+        "event_id": id.to_hex(),
+        "sent_at": rfc3339_millis(sent_at_ms),
+        "sdk": { "name": SDK_NAME, "version": SDK_VERSION },
+    });
+    let payload = event.to_string();
+    let item_header = json!({ "type": "event", "length": payload.len() });
+
+    let mut out = header.to_string().into_bytes();
+    out.push(b'\n');
+    out.extend_from_slice(item_header.to_string().as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(payload.as_bytes());
+    out.push(b'\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn golden_bytes() {
+        let id = EventId::from_random([0x11; 16]);
+        let event = json!({"event_id": id.to_hex(), "message": "héllo"});
+        let bytes = event_envelope(id, 1_795_521_600_000.0, &event);
+        let expected = concat!(
+            r#"{"event_id":"11111111111141119111111111111111","sdk":{"name":"edgeguard","version":"0.1.0"},"sent_at":"2026-11-24T12:00:00.000Z"}"#,
+            "\n",
+            r#"{"length":66,"type":"event"}"#,
+            "\n",
+            r#"{"event_id":"11111111111141119111111111111111","message":"héllo"}"#,
+            "\n"
+        );
+        assert_eq!(String::from_utf8(bytes).unwrap(), expected);
+    }
+
+    #[test]
+    fn length_counts_bytes_not_chars() {
+        let id = EventId::from_random([0; 16]);
+        let event = json!({"m": "ééé"});
+        let bytes = event_envelope(id, 0.0, &event);
+        let text = String::from_utf8(bytes).unwrap();
+        let mut lines = text.split('\n');
+        let _header = lines.next().unwrap();
+        let item: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+        let payload = lines.next().unwrap();
+        assert_eq!(item["length"], payload.len());
+        assert_eq!(payload.len(), 14);
+    }
+}

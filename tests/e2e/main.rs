@@ -1,0 +1,14 @@
+//! End-to-end tests: the built worker (`build/index.js` + wasm) under a real
+//! `workerd`, in front of a real local origin, reporting to a strict fake
+//! Sentry. One binary, one module per area (after rust-analyzer's `tests/it`).
+//!
+//! Run: `scripts/build.sh && cargo test --test e2e`.
+//! Harness check without the Rust build:
+//! `EDGEGUARD_E2E_BUILD_DIR=tests/e2e/reference_worker cargo test --test e2e`.
+
+mod support;
+
+mod config;
+mod harness;
+mod proxy;
+mod reporting;

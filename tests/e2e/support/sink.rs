@@ -1,0 +1,447 @@
+//! A strict fake Sentry, after relay's `mini_sentry`: it accepts only
+//! `POST /api/<project>/envelope/` with the right content type and auth, parses
+//! the envelope exactly as Relay would (header line, then items framed by
+//! `length`), and records anything else as a violation answered with 400.
+//! Tests end with `sink.assert_no_violations()`.
+
+use std::net::TcpStream;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::http::{write_response, ServerRequest};
+use super::server::{BadRequest, Handler, Server, Stopping};
+use super::{lock, wait_timeout};
+
+pub const PUBLIC_KEY: &str = "e2epublickey0123456789abcdef0123";
+pub const PROJECT_ID: &str = "42";
+
+/// How the sink answers a well-formed envelope.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SinkMode {
+    /// 200 `{"id":"<event_id>"}`.
+    Accept,
+    /// 500 after recording the envelope.
+    Fail500,
+    /// Records the envelope and never answers (until the sink is dropped).
+    Hang,
+}
+
+#[derive(Clone, Debug)]
+pub struct Item {
+    pub header: Value,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Envelope {
+    pub header: Value,
+    pub items: Vec<Item>,
+    /// The whole HTTP request as received (head + decoded body), for
+    /// "this secret appears nowhere" checks.
+    pub raw: Vec<u8>,
+}
+
+impl Envelope {
+    /// The parsed payload of the `event` item, if any.
+    pub fn event(&self) -> Option<Value> {
+        self.items
+            .iter()
+            .find(|i| i.header["type"] == "event")
+            .map(|i| serde_json::from_slice(&i.payload).expect("checked on receipt"))
+    }
+}
+
+#[derive(Default)]
+struct State {
+    requests: usize,
+    envelopes: Vec<Envelope>,
+    /// Raw bytes of every request, well-formed or not.
+    raw: Vec<Vec<u8>>,
+    violations: Vec<String>,
+}
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    cv: Condvar,
+}
+
+struct SinkHandler {
+    mode: SinkMode,
+    shared: Arc<Shared>,
+}
+
+impl Handler for SinkHandler {
+    fn handle(&self, req: ServerRequest, stream: &mut TcpStream, stopping: &Stopping) {
+        let mut raw = req.raw_head.clone().into_bytes();
+        raw.extend_from_slice(b"\r\n");
+        raw.extend_from_slice(&req.body);
+        let checked = check_request(&req);
+        let event_id = {
+            let mut st = lock(&self.shared.state);
+            st.requests += 1;
+            st.raw.push(raw.clone());
+            let event_id = match checked {
+                Ok((header, items)) => {
+                    let id = header["event_id"].as_str().unwrap_or("").to_string();
+                    st.envelopes.push(Envelope { header, items, raw });
+                    Ok(id)
+                }
+                Err(v) => {
+                    let v = format!("{} {}: {v}", req.method, req.target);
+                    st.violations.push(v.clone());
+                    Err(v)
+                }
+            };
+            self.shared.cv.notify_all();
+            event_id
+        };
+        let _ = match (event_id, self.mode) {
+            (Err(v), _) => {
+                write_response(stream, 400, &[("Content-Type", "text/plain")], v.as_bytes())
+            }
+            (Ok(id), SinkMode::Accept) => write_response(
+                stream,
+                200,
+                &[("Content-Type", "application/json")],
+                serde_json::json!({ "id": id }).to_string().as_bytes(),
+            ),
+            (Ok(_), SinkMode::Fail500) => write_response(
+                stream,
+                500,
+                &[("Content-Type", "application/json")],
+                br#"{"detail":"internal server error (e2e sink)"}"#,
+            ),
+            (Ok(_), SinkMode::Hang) => {
+                stopping.wait(Duration::from_secs(60));
+                Ok(())
+            }
+        };
+    }
+
+    fn bad_request(&self, err: BadRequest) {
+        let BadRequest::Malformed(e) = err;
+        let mut st = lock(&self.shared.state);
+        st.requests += 1;
+        st.violations.push(format!("unparseable HTTP request: {e}"));
+        self.shared.cv.notify_all();
+    }
+}
+
+/// Checks everything about one request; returns the parsed envelope.
+fn check_request(req: &ServerRequest) -> Result<(Value, Vec<Item>), String> {
+    let expected_path = format!("/api/{PROJECT_ID}/envelope/");
+    if req.method != "POST" {
+        return Err(format!("method must be POST, got {}", req.method));
+    }
+    if req.target != expected_path {
+        // Auth in the query string is allowed by the protocol but this
+        // worker sends it as a header; anything else is a wrong endpoint.
+        return Err(format!(
+            "unexpected path {:?}, want {expected_path:?}",
+            req.target
+        ));
+    }
+    match req.header("content-type") {
+        Some(ct) if ct.split(';').next().unwrap().trim() == "application/x-sentry-envelope" => {}
+        other => {
+            return Err(format!(
+                "Content-Type must be application/x-sentry-envelope, got {other:?}"
+            ))
+        }
+    }
+    if let Some(enc) = req.header("content-encoding") {
+        if !enc.eq_ignore_ascii_case("identity") {
+            return Err(format!(
+                "unexpected Content-Encoding {enc:?} (sink only reads plain envelopes)"
+            ));
+        }
+    }
+    check_auth(req.header("x-sentry-auth"))?;
+    parse_envelope(&req.body)
+}
+
+/// `Sentry sentry_version=7, sentry_client=edgeguard/<v>, sentry_key=<key>`.
+pub fn check_auth(header: Option<&str>) -> Result<(), String> {
+    let header = header.ok_or("missing X-Sentry-Auth")?;
+    let rest = header
+        .strip_prefix("Sentry ")
+        .ok_or_else(|| format!("X-Sentry-Auth must start with \"Sentry \": {header:?}"))?;
+    let (mut version, mut client, mut key) = (None, None, None);
+    for pair in rest.split(',') {
+        let (k, v) = pair
+            .trim()
+            .split_once('=')
+            .ok_or_else(|| format!("X-Sentry-Auth pair without '=': {pair:?}"))?;
+        let slot = match k.trim() {
+            "sentry_version" => &mut version,
+            "sentry_client" => &mut client,
+            "sentry_key" => &mut key,
+            "sentry_secret" | "sentry_timestamp" => continue,
+            other => return Err(format!("unknown X-Sentry-Auth key {other:?}")),
+        };
+        if slot.replace(v.trim().to_string()).is_some() {
+            return Err(format!("X-Sentry-Auth repeats {k:?}"));
+        }
+    }
+    if version.as_deref() != Some("7") {
+        return Err(format!("sentry_version must be 7, got {version:?}"));
+    }
+    if key.as_deref() != Some(PUBLIC_KEY) {
+        return Err(format!("sentry_key must be {PUBLIC_KEY:?}, got {key:?}"));
+    }
+    match client.as_deref().and_then(|c| c.strip_prefix("edgeguard/")) {
+        Some(v) if !v.is_empty() => Ok(()),
+        _ => Err(format!(
+            "sentry_client must be edgeguard/<version>, got {client:?}"
+        )),
+    }
+}
+
+fn is_event_id(v: &Value) -> bool {
+    v.as_str()
+        .is_some_and(|s| s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+}
+
+fn json_object_line(bytes: &[u8], what: &str) -> Result<Value, String> {
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| {
+        format!(
+            "{what} is not JSON ({e}): {:?}",
+            String::from_utf8_lossy(bytes)
+        )
+    })?;
+    if !v.is_object() {
+        return Err(format!("{what} is not a JSON object: {v}"));
+    }
+    Ok(v)
+}
+
+/// Parses an envelope strictly: a header line, then items each with a JSON
+/// header carrying `type` and `length`, exactly `length` payload bytes, then
+/// `\n` or the end of the body.
+pub fn parse_envelope(body: &[u8]) -> Result<(Value, Vec<Item>), String> {
+    if body.is_empty() {
+        return Err("empty envelope".into());
+    }
+    let nl = body
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or("envelope header line is not terminated by \\n")?;
+    let header = json_object_line(&body[..nl], "envelope header")?;
+    let mut rest = &body[nl + 1..];
+    let mut items = Vec::new();
+    while !rest.is_empty() {
+        let nl = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or_else(|| format!("item header {} is not terminated by \\n", items.len()))?;
+        let ih = json_object_line(&rest[..nl], "item header")?;
+        let ty = ih["type"]
+            .as_str()
+            .ok_or_else(|| format!("item header without string `type`: {ih}"))?
+            .to_string();
+        let len = ih["length"]
+            .as_u64()
+            .ok_or_else(|| format!("item header without integer `length`: {ih}"))?
+            as usize;
+        rest = &rest[nl + 1..];
+        if rest.len() < len {
+            return Err(format!(
+                "item {ty:?} declares length {len} but only {} bytes remain",
+                rest.len()
+            ));
+        }
+        let payload = rest[..len].to_vec();
+        rest = &rest[len..];
+        match rest.first() {
+            None => {}
+            Some(b'\n') => rest = &rest[1..],
+            Some(_) => {
+                return Err(format!(
+                    "item {ty:?} payload of length {len} is not followed by \\n or the end: {:?}",
+                    String::from_utf8_lossy(&rest[..rest.len().min(40)])
+                ))
+            }
+        }
+        if ty == "event" {
+            let event = json_object_line(&payload, "event payload")?;
+            if !is_event_id(&event["event_id"]) {
+                return Err(format!(
+                    "event_id is not 32 lowercase hex: {}",
+                    event["event_id"]
+                ));
+            }
+            if header["event_id"] != event["event_id"] {
+                return Err(format!(
+                    "envelope header event_id {} != event's {}",
+                    header["event_id"], event["event_id"]
+                ));
+            }
+            if items.iter().any(|i: &Item| i.header["type"] == "event") {
+                return Err("more than one event item".into());
+            }
+        }
+        items.push(Item {
+            header: ih,
+            payload,
+        });
+    }
+    if items.is_empty() {
+        return Err("envelope has no items".into());
+    }
+    Ok((header, items))
+}
+
+pub struct Sink {
+    server: Server,
+    mode: SinkMode,
+    shared: Arc<Shared>,
+}
+
+impl Sink {
+    pub fn start(mode: SinkMode) -> Sink {
+        let shared = Arc::new(Shared::default());
+        let server = Server::start(
+            "sink",
+            Arc::new(SinkHandler {
+                mode,
+                shared: shared.clone(),
+            }),
+        );
+        Sink {
+            server,
+            mode,
+            shared,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.server.port()
+    }
+
+    /// `http://<key>@127.0.0.1:<port>/<project>`.
+    pub fn dsn(&self) -> String {
+        dsn_for_port(self.port())
+    }
+
+    /// Every request received, well-formed or not.
+    pub fn requests_count(&self) -> usize {
+        lock(&self.shared.state).requests
+    }
+
+    pub fn envelopes(&self) -> Vec<Envelope> {
+        lock(&self.shared.state).envelopes.clone()
+    }
+
+    /// The bytes of every request received (head + body).
+    pub fn raw_requests(&self) -> Vec<Vec<u8>> {
+        lock(&self.shared.state).raw.clone()
+    }
+
+    pub fn events(&self) -> Vec<Value> {
+        self.envelopes()
+            .iter()
+            .filter_map(Envelope::event)
+            .collect()
+    }
+
+    pub fn violations(&self) -> Vec<String> {
+        lock(&self.shared.state).violations.clone()
+    }
+
+    pub fn assert_no_violations(&self) {
+        let v = self.violations();
+        assert!(
+            v.is_empty(),
+            "the Sentry sink saw protocol violations:\n  {}",
+            v.join("\n  ")
+        );
+    }
+
+    /// Waits (bounded) for at least `n` events; panics with what arrived
+    /// (including violations) on timeout.
+    pub fn wait_for_events(&self, n: usize, timeout: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        let mut st = lock(&self.shared.state);
+        loop {
+            let events: Vec<Value> = st.envelopes.iter().filter_map(Envelope::event).collect();
+            if events.len() >= n {
+                return events;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                panic!(
+                    "sink ({:?}) got {} event(s) within {timeout:?}, expected {n}; {} request(s), violations: {:?}",
+                    self.mode,
+                    events.len(),
+                    st.requests,
+                    st.violations
+                );
+            }
+            st = wait_timeout(&self.shared.cv, st, left);
+        }
+    }
+
+    /// Waits (bounded) until at least `n` requests arrived, well-formed or not.
+    pub fn wait_for_requests(&self, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut st = lock(&self.shared.state);
+        while st.requests < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                panic!(
+                    "sink got {} request(s) within {timeout:?}, expected {n}",
+                    st.requests
+                );
+            }
+            st = wait_timeout(&self.shared.cv, st, left);
+        }
+    }
+
+    /// Asserts that the request count stays at `n` for `quiet` (used after the
+    /// expected traffic arrived, to prove nothing else follows).
+    pub fn assert_requests_stay(&self, n: usize, quiet: Duration) {
+        let deadline = Instant::now() + quiet;
+        let mut st = lock(&self.shared.state);
+        loop {
+            assert!(
+                st.requests <= n,
+                "sink got {} request(s), expected exactly {n}; violations: {:?}; envelopes: {:?}",
+                st.requests,
+                st.violations,
+                st.envelopes.iter().map(|e| &e.header).collect::<Vec<_>>()
+            );
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                assert_eq!(st.requests, n, "sink request count");
+                return;
+            }
+            st = wait_timeout(&self.shared.cv, st, left);
+        }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let st = lock(&self.shared.state);
+            eprintln!(
+                "--- sink ({:?}, port {}): {} request(s), violations: {:#?}",
+                self.mode,
+                self.port(),
+                st.requests,
+                st.violations
+            );
+            for raw in &st.raw {
+                eprintln!("--- sink request:\n{}", String::from_utf8_lossy(raw));
+            }
+        }
+    }
+}
+
+/// A DSN in this sink's format for any port (e.g. a closed one).
+pub fn dsn_for_port(port: u16) -> String {
+    format!("http://{PUBLIC_KEY}@127.0.0.1:{port}/{PROJECT_ID}")
+}

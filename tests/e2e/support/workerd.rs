@@ -1,0 +1,435 @@
+//! Runs the built worker under a private `workerd` process.
+//!
+//! Each [`Worker`] gets its own temp dir holding a copy of the build output
+//! and a generated Cap'n Proto config, its own port (workerd binds
+//! `127.0.0.1:0` and reports the port on `--control-fd`), and its own log.
+//! The process is killed on drop; if the test is failing, its log is printed.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::http::Request;
+use super::lock;
+
+pub const COMPATIBILITY_DATE: &str = "2026-11-01";
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The directory whose `index.js` (and `*.wasm`) are served. Defaults to
+/// `<repo>/build`; `EDGEGUARD_E2E_BUILD_DIR` overrides it (relative paths are
+/// taken from the repo root), e.g. to check the harness against
+/// `tests/e2e/reference_worker`.
+pub fn build_dir() -> PathBuf {
+    match std::env::var_os("EDGEGUARD_E2E_BUILD_DIR") {
+        Some(d) => {
+            let d = PathBuf::from(d);
+            if d.is_absolute() {
+                d
+            } else {
+                repo_root().join(d)
+            }
+        }
+        None => repo_root().join("build"),
+    }
+}
+
+pub fn workerd_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("WORKERD_BIN") {
+        return PathBuf::from(p);
+    }
+    let p = repo_root().join("tools/node_modules/@cloudflare/workerd-linux-64/bin/workerd");
+    assert!(
+        p.exists(),
+        "workerd not found at {}: install the tools (scripts/setup.sh) or set WORKERD_BIN",
+        p.display()
+    );
+    p
+}
+
+/// A directory under the system temp dir, removed by its owner.
+fn unique_temp_dir(tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let dir = std::env::temp_dir().join(format!(
+        "edgeguard-e2e-{tag}-{}-{}-{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Module files of the build, main module (`index.js`) first, as paths
+/// relative to the build dir.
+fn module_files(build: &Path) -> Vec<PathBuf> {
+    let index = build.join("index.js");
+    if !index.is_file() {
+        panic!(
+            "built worker not found at {}: run scripts/build.sh (or scripts/test.sh)",
+            index.display()
+        );
+    }
+    let mut files = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for entry in fs::read_dir(build.join(&rel)).unwrap() {
+            let entry = entry.unwrap();
+            let rel = rel.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                // `worker/shim.mjs` only re-exports `../index.js` (worker-build
+                // keeps it for old configs); dot-dirs are not build output.
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !name.starts_with('.') && rel != Path::new("worker") {
+                    stack.push(rel);
+                }
+            } else if is_module(&rel) && rel != Path::new("index.js") {
+                files.push(rel);
+            }
+        }
+    }
+    files.sort();
+    files.insert(0, PathBuf::from("index.js"));
+    files
+}
+
+fn is_module(p: &Path) -> bool {
+    matches!(
+        p.extension().and_then(|e| e.to_str()),
+        Some("js") | Some("mjs") | Some("wasm")
+    )
+}
+
+/// The `.wasm` specifiers that `index.js` imports (`from "./index_bg.wasm"`).
+pub fn wasm_imports(index_js: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for quote in ['"', '\''] {
+        for (i, _) in index_js.match_indices(".wasm") {
+            let after = &index_js[i + 5..];
+            if !after.starts_with(quote) {
+                continue;
+            }
+            if let Some(start) = index_js[..i].rfind(quote) {
+                let spec = &index_js[start + 1..i + 5];
+                if !spec.contains(char::is_whitespace) && !out.iter().any(|s| s == spec) {
+                    out.push(spec.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `compatibility_flags` from `<repo>/wrangler.toml`, so the test runtime
+/// matches what gets deployed.
+fn compatibility_flags() -> Vec<String> {
+    let Ok(toml) = fs::read_to_string(repo_root().join("wrangler.toml")) else {
+        return Vec::new();
+    };
+    let Some(line) = toml
+        .lines()
+        .find(|l| l.trim_start().starts_with("compatibility_flags"))
+    else {
+        return Vec::new();
+    };
+    line.split('"')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
+}
+
+fn capnp_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Builds the workerd config for `modules` (relative to the config file).
+pub fn render_config(modules: &[PathBuf], vars: &[(&str, &str)], flags: &[String]) -> String {
+    let modules: Vec<String> = modules
+        .iter()
+        .map(|m| {
+            let name = m.to_string_lossy().replace('\\', "/");
+            let kind = if name.ends_with(".wasm") {
+                "wasm"
+            } else {
+                "esModule"
+            };
+            format!(
+                "    (name = {}, {kind} = embed {}),",
+                capnp_string(&name),
+                capnp_string(&name)
+            )
+        })
+        .collect();
+    let bindings: Vec<String> = vars
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "    (name = {}, text = {}),",
+                capnp_string(k),
+                capnp_string(v)
+            )
+        })
+        .collect();
+    let flags: Vec<String> = flags.iter().map(|f| capnp_string(f)).collect();
+    format!(
+        r#"using Workerd = import "/workerd/workerd.capnp";
+
+const config :Workerd.Config = (
+  services = [
+    (name = "main", worker = .edgeguard),
+    # workerd's implicit "internet" only reaches public addresses; the tests'
+    # origin and Sentry live on 127.0.0.1.
+    (name = "internet", network = (
+      allow = ["public", "private", "local"],
+      tlsOptions = (trustBrowserCas = true),
+    )),
+  ],
+  sockets = [
+    (name = "http", address = "127.0.0.1:0", http = (), service = "main"),
+  ],
+);
+
+const edgeguard :Workerd.Worker = (
+  modules = [
+{modules}
+  ],
+  compatibilityDate = "{COMPATIBILITY_DATE}",
+  compatibilityFlags = [{flags}],
+  bindings = [
+{bindings}
+  ],
+  globalOutbound = "internet",
+);
+"#,
+        modules = modules.join("\n"),
+        bindings = bindings.join("\n"),
+        flags = flags.join(", "),
+    )
+}
+
+pub struct Worker {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+    logs: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Starts the built worker with `vars` as text bindings and waits
+    /// (bounded) until it accepts connections.
+    pub fn start(vars: &[(&str, &str)]) -> Worker {
+        let build = build_dir();
+        let modules = module_files(&build);
+        let index = fs::read_to_string(build.join("index.js")).unwrap();
+        for spec in wasm_imports(&index) {
+            let name = spec.trim_start_matches("./");
+            assert!(
+                modules.iter().any(|m| m.to_string_lossy() == name),
+                "index.js imports {spec:?} but {} has no such module; modules: {modules:?}",
+                build.display()
+            );
+        }
+        let dir = unique_temp_dir("workerd");
+        for m in &modules {
+            let to = dir.join(m);
+            if let Some(parent) = to.parent() {
+                fs::create_dir_all(parent).unwrap();
+            }
+            fs::copy(build.join(m), &to).unwrap();
+        }
+        let config = render_config(&modules, vars, &compatibility_flags());
+        let config_path = dir.join("config.capnp");
+        fs::write(&config_path, &config).unwrap();
+
+        // The control messages (`{"event":"listen",...,"port":N}`) go to
+        // stdout, next to the worker's console.log output; console.error and
+        // workerd's own --verbose messages go to stderr.
+        let mut child = Command::new(workerd_bin())
+            .arg("serve")
+            .arg(&config_path)
+            .arg("--verbose")
+            .arg("--control-fd=1")
+            .current_dir(&dir)
+            .env("PWD", &dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", workerd_bin().display()));
+
+        let logs: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let (port_tx, port_rx) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let out_reader = {
+            let logs = logs.clone();
+            thread::spawn(move || {
+                let mut r = BufReader::new(stdout);
+                let mut line = Vec::new();
+                let mut port_sent = false;
+                while r.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+                    if !port_sent {
+                        if let Some(port) = listen_port(&line) {
+                            port_sent = true;
+                            let _ = port_tx.send(port);
+                            line.clear();
+                            continue;
+                        }
+                    }
+                    lock(&logs).extend_from_slice(&line);
+                    line.clear();
+                }
+            })
+        };
+        let err_reader = {
+            let logs = logs.clone();
+            thread::spawn(move || {
+                let mut r = stderr;
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = r.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    lock(&logs).extend_from_slice(&buf[..n]);
+                }
+            })
+        };
+        let mut worker = Worker {
+            child,
+            port: 0,
+            dir,
+            logs,
+            readers: vec![out_reader, err_reader],
+        };
+
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            match port_rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(port) => {
+                    worker.port = port;
+                    break;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    worker.fail_start("workerd closed stdout without reporting its port")
+                }
+            }
+            if let Ok(Some(status)) = worker.child.try_wait() {
+                worker.fail_start(&format!("workerd exited during startup ({status})"));
+            }
+            if Instant::now() > deadline {
+                worker.fail_start(&format!(
+                    "workerd did not report a port within {STARTUP_TIMEOUT:?}"
+                ));
+            }
+        }
+        while TcpStream::connect(("127.0.0.1", worker.port)).is_err() {
+            if Instant::now() > deadline {
+                worker.fail_start(&format!("port {} not accepting connections", worker.port));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        worker
+    }
+
+    fn fail_start(&mut self, why: &str) -> ! {
+        let config = fs::read_to_string(self.dir.join("config.capnp")).unwrap_or_default();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        panic!(
+            "{why}\n--- config:\n{config}\n--- workerd log:\n{}",
+            self.logs()
+        );
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// GET `target` from the worker.
+    pub fn get(&self, target: &str) -> super::http::Response {
+        Request::get(target).send(self.port)
+    }
+
+    /// Everything workerd wrote so far (stdout and stderr, interleaved by
+    /// arrival, minus the control messages).
+    pub fn logs(&self) -> String {
+        String::from_utf8_lossy(&lock(&self.logs)).into_owned()
+    }
+
+    /// Waits (bounded) until the log contains `needle`; returns whether it did.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.logs().contains(needle) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+fn listen_port(line: &[u8]) -> Option<u16> {
+    let v: serde_json::Value = serde_json::from_slice(line).ok()?;
+    if v["event"] == "listen" && v["socket"] == "http" {
+        v["port"].as_u64().map(|p| p as u16)
+    } else {
+        None
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        if thread::panicking() {
+            eprintln!(
+                "--- workerd log (port {}):\n{}--- end of workerd log",
+                self.port,
+                self.logs()
+            );
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
