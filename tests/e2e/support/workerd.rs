@@ -272,7 +272,9 @@ impl Worker {
         // The control messages (`{"event":"listen",...,"port":N}`) go to
         // stdout, next to the worker's console.log output; console.error and
         // workerd's own --verbose messages go to stderr.
-        let mut child = Command::new(workerd_bin())
+        let mut command = Command::new(workerd_bin());
+        die_with_parent(&mut command);
+        let mut child = command
             .arg("serve")
             .arg(&config_path)
             .arg("--verbose")
@@ -407,6 +409,35 @@ impl Worker {
     }
 }
 
+/// Drop kills workerd, but a test binary that aborts (a panic inside a
+/// panic, a signal) runs no Drop: have the kernel SIGKILL workerd when the
+/// thread that spawned it goes away. That thread is the test's own, and the
+/// `Worker` never leaves it.
+#[cfg(target_os = "linux")]
+fn die_with_parent(command: &mut Command) {
+    use std::os::raw::{c_int, c_ulong};
+    use std::os::unix::process::CommandExt;
+    extern "C" {
+        fn prctl(option: c_int, arg2: c_ulong, ...) -> c_int;
+    }
+    const PR_SET_PDEATHSIG: c_int = 1;
+    const SIGKILL: c_ulong = 9;
+    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches only
+    // the calling (child) process; nothing is allocated between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            if prctl(PR_SET_PDEATHSIG, SIGKILL) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_: &mut Command) {}
+
 fn listen_port(line: &[u8]) -> Option<u16> {
     let v: serde_json::Value = serde_json::from_slice(line).ok()?;
     if v["event"] == "listen" && v["socket"] == "http" {
@@ -423,7 +454,7 @@ impl Drop for Worker {
         for r in self.readers.drain(..) {
             let _ = r.join();
         }
-        if thread::panicking() {
+        if thread::panicking() || super::verbose() {
             eprintln!(
                 "--- workerd log (port {}):\n{}--- end of workerd log",
                 self.port,
