@@ -240,6 +240,8 @@ pub struct Worker {
     dir: PathBuf,
     logs: Arc<Mutex<Vec<u8>>>,
     readers: Vec<JoinHandle<()>>,
+    /// Set when the build is older than the sources: said on failure.
+    stale: Option<String>,
 }
 
 impl Worker {
@@ -330,6 +332,7 @@ impl Worker {
             dir,
             logs,
             readers: vec![out_reader, err_reader],
+            stale: stale_build_note(&build),
         };
 
         let deadline = Instant::now() + STARTUP_TIMEOUT;
@@ -407,6 +410,38 @@ impl Worker {
             thread::sleep(Duration::from_millis(25));
         }
     }
+}
+
+/// Whether something under `src/`, `www/` or `Cargo.toml` changed after the
+/// build was made (the tests would then exercise old code).
+fn stale_build_note(build: &Path) -> Option<String> {
+    fn newest(p: &Path) -> Option<SystemTime> {
+        let meta = fs::metadata(p).ok()?;
+        if !meta.is_dir() {
+            return meta.modified().ok();
+        }
+        fs::read_dir(p)
+            .ok()?
+            .filter_map(|e| newest(&e.ok()?.path()))
+            .max()
+    }
+    let built = fs::metadata(build.join("index_bg.wasm"))
+        .or_else(|_| fs::metadata(build.join("index.js")))
+        .and_then(|m| m.modified())
+        .ok()?;
+    let root = repo_root();
+    let changed: Vec<String> = ["src", "www", "Cargo.toml"]
+        .iter()
+        .filter(|p| newest(&root.join(p)).is_some_and(|t| t > built))
+        .map(|p| p.to_string())
+        .collect();
+    (!changed.is_empty()).then(|| {
+        format!(
+            "{} changed after {} was built: rebuild with scripts/build.sh",
+            changed.join(", "),
+            build.display()
+        )
+    })
 }
 
 /// Drop kills workerd, but a test binary that aborts (a panic inside a
