@@ -12,6 +12,7 @@
 
 mod support;
 
+mod bugsink;
 mod config;
 mod harness;
 mod proxy;
