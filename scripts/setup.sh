@@ -14,6 +14,20 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
 fi
 
+# 1b. The nightly toolchain for `worker-build --panic-unwind` (it runs `cargo +nightly` with
+#     -Zbuild-std): rust-src and the wasm32 target. Components are added to the installed
+#     nightly, never a newer one downloaded, so a working machine is not silently changed.
+if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+  say "installing a nightly toolchain (for --panic-unwind)"
+  rustup toolchain install nightly --profile minimal --component rust-src --target wasm32-unknown-unknown
+fi
+if ! rustup component list --toolchain nightly --installed | grep -qx rust-src; then
+  rustup component add rust-src --toolchain nightly
+fi
+if ! rustup target list --toolchain nightly --installed | grep -qx wasm32-unknown-unknown; then
+  rustup target add wasm32-unknown-unknown --toolchain nightly
+fi
+
 # 2. worker-build: the build command wrangler.toml runs.
 if [ "$("$HOME/.cargo/bin/worker-build" --version 2>/dev/null || true)" != "$WORKER_BUILD_VERSION" ]; then
   say "installing worker-build $WORKER_BUILD_VERSION (about 5 minutes, once)"

@@ -13,6 +13,9 @@ pub const SENTRY_DSN: &str = "SENTRY_DSN";
 pub const SENTRY_ENVIRONMENT: &str = "SENTRY_ENVIRONMENT";
 pub const SENTRY_RELEASE: &str = "SENTRY_RELEASE";
 pub const ORIGIN_TIMEOUT_MS: &str = "ORIGIN_TIMEOUT_MS";
+pub const PASS_THROUGH_ON_EXCEPTION: &str = "PASS_THROUGH_ON_EXCEPTION";
+pub const DEBUG_PANIC_PATH: &str = "DEBUG_PANIC_PATH";
+pub const DEBUG_ERROR_PATH: &str = "DEBUG_ERROR_PATH";
 
 pub const DEFAULT_ENVIRONMENT: &str = "production";
 pub const DEFAULT_ORIGIN_TIMEOUT_MS: u32 = 30_000;
@@ -44,6 +47,14 @@ pub struct Config {
     pub environment: String,
     pub release: String,
     pub origin_timeout_ms: u32,
+    /// When edgeguard's own code fails (an internal error or a panic), pass the request to the
+    /// origin instead of showing the page. Off by default: the page and the event are the point.
+    pub pass_through_on_exception: bool,
+    /// Test triggers, unset in production: a request to exactly this path panics inside the
+    /// handler (`DEBUG_PANIC_PATH`) or returns an internal error from deep in it
+    /// (`DEBUG_ERROR_PATH`), so the failure paths can be proven end to end.
+    pub debug_panic_path: Option<String>,
+    pub debug_error_path: Option<String>,
 }
 
 /// A setting that could not be used as given.
@@ -54,6 +65,8 @@ pub enum ConfigError {
     OriginTimeout(TimeoutError),
     EnvironmentTooLong,
     ReleaseTooLong,
+    NotABoolean(&'static str),
+    NotAPath(&'static str),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +85,7 @@ impl ConfigError {
             ConfigError::OriginTimeout(_) => ORIGIN_TIMEOUT_MS,
             ConfigError::EnvironmentTooLong => SENTRY_ENVIRONMENT,
             ConfigError::ReleaseTooLong => SENTRY_RELEASE,
+            ConfigError::NotABoolean(name) | ConfigError::NotAPath(name) => name,
         }
     }
 
@@ -88,6 +102,8 @@ impl ConfigError {
             ConfigError::EnvironmentTooLong | ConfigError::ReleaseTooLong => {
                 "it is truncated".to_owned()
             }
+            ConfigError::NotABoolean(_) => "treated as false".to_owned(),
+            ConfigError::NotAPath(_) => "ignored".to_owned(),
         }
     }
 }
@@ -110,6 +126,10 @@ impl fmt::Display for ConfigError {
             ConfigError::ReleaseTooLong => {
                 format!("longer than Sentry's {MAX_RELEASE_CHARS} characters")
             }
+            ConfigError::NotABoolean(_) => {
+                "not one of true, false, 1, 0, yes, no, on, off".to_owned()
+            }
+            ConfigError::NotAPath(_) => "not a path starting with '/'".to_owned(),
         };
         write!(f, "{}: {what}; {}", self.variable(), self.fallback())
     }
@@ -200,14 +220,45 @@ impl Config {
             &mut errors,
         );
 
+        let pass_through_on_exception = match get(PASS_THROUGH_ON_EXCEPTION) {
+            None => false,
+            Some(raw) => parse_bool(&raw).unwrap_or_else(|| {
+                errors.push(ConfigError::NotABoolean(PASS_THROUGH_ON_EXCEPTION));
+                false
+            }),
+        };
+        let mut path = |name: &'static str| {
+            let raw = get(name)?;
+            let raw = raw.trim();
+            if raw.starts_with('/') {
+                Some(raw.to_owned())
+            } else {
+                errors.push(ConfigError::NotAPath(name));
+                None
+            }
+        };
+        let debug_panic_path = path(DEBUG_PANIC_PATH);
+        let debug_error_path = path(DEBUG_ERROR_PATH);
+
         let config = Config {
             origin,
             dsn,
             environment,
             release,
             origin_timeout_ms,
+            pass_through_on_exception,
+            debug_panic_path,
+            debug_error_path,
         };
         (config, errors)
+    }
+}
+
+fn parse_bool(raw: &str) -> Option<bool> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
     }
 }
 
@@ -336,6 +387,42 @@ mod tests {
                 "{line}"
             );
         }
+    }
+
+    #[test]
+    fn failure_options() {
+        let (config, errors) = parse(&[]);
+        assert!(errors.is_empty());
+        assert!(!config.pass_through_on_exception);
+        assert_eq!(
+            (config.debug_panic_path, config.debug_error_path),
+            (None, None)
+        );
+
+        let (config, errors) = parse(&[
+            (PASS_THROUGH_ON_EXCEPTION, "Yes"),
+            (DEBUG_PANIC_PATH, "/__panic"),
+            (DEBUG_ERROR_PATH, " /__error "),
+        ]);
+        assert!(errors.is_empty());
+        assert!(config.pass_through_on_exception);
+        assert_eq!(config.debug_panic_path.as_deref(), Some("/__panic"));
+        assert_eq!(config.debug_error_path.as_deref(), Some("/__error"));
+
+        let (config, errors) = parse(&[
+            (PASS_THROUGH_ON_EXCEPTION, "maybe"),
+            (DEBUG_PANIC_PATH, "__panic"),
+        ]);
+        assert!(!config.pass_through_on_exception);
+        assert_eq!(config.debug_panic_path, None);
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                "PASS_THROUGH_ON_EXCEPTION: not one of true, false, 1, 0, yes, no, on, off; treated as false",
+                "DEBUG_PANIC_PATH: not a path starting with '/'; ignored",
+            ]
+        );
     }
 
     #[test]

@@ -3,30 +3,34 @@
 //! and carries it out. Everything it decides is decided by a core function tested on the host.
 //!
 //! Invariants kept here:
-//! - the fetch handler never returns `Err` (the runtime would turn it into a bare 500);
+//! - the fetch handler never returns `Err` (the runtime would turn it into a bare 500), and a
+//!   panic anywhere on the request path becomes the 500 page and an event (`catch_panic`);
 //! - the visitor never waits for Sentry: reporting runs in `ctx.wait_until`;
 //! - bodies are never buffered: the origin's response object is returned as-is, stream and all;
-//! - nothing from the origin's failing body, the DSN or `ORIGIN_URL` reaches the visitor or a log.
+//! - nothing from the origin's failing body, the DSN or `ORIGIN_URL` reaches the visitor or a log;
+//! - the reporter never reports itself: its own failures are logged and counted only.
 
 use crate::config::{BuildInfo, Config, ConfigError, Origin};
 use crate::dsn::Dsn;
 use crate::envelope;
 use crate::event::{self, EventInput, RequestInfo, ResponseInfo};
 use crate::id::EventId;
-use crate::outcome::{is_origin_failure, reason_phrase, Failure};
+use crate::outcome::{is_origin_failure, reason_phrase, ErrorLink, Failure, SourceLocation};
 use crate::page::{prefers_json, PageInput};
 use crate::url::UrlParts;
 use crate::{SDK_NAME, SDK_VERSION};
 use js_sys::futures::JsFuture;
-use std::cell::OnceCell;
+use std::any::Any;
+use std::cell::{Cell, OnceCell, RefCell};
 use std::future::{poll_fn, Future};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::pin;
 use std::rc::Rc;
 use std::task::Poll;
 use std::time::Duration;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::web_sys;
-use worker::{console_error, console_log, console_warn, event, Context, Delay, Env};
+use worker::{console_error, console_log, event, Context, Delay, Env};
 
 /// A send to Sentry that has not finished by then is abandoned, well inside the 30 s that
 /// `wait_until` grants after the response.
@@ -39,22 +43,95 @@ const PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src d
 thread_local! {
     /// Settings are validated once per isolate, so each bad value is logged once, not per request.
     static CONFIG: OnceCell<Rc<Config>> = const { OnceCell::new() };
+    /// Bad settings not yet reported to Sentry: taken by the first request, reported once.
+    static UNREPORTED_CONFIG_ERRORS: RefCell<Vec<ConfigError>> = const { RefCell::new(Vec::new()) };
+    /// Set by our panic hook, taken by the `catch_unwind` that stops the panic: the payload alone
+    /// has no location.
+    static LAST_PANIC: RefCell<Option<(String, Option<SourceLocation>)>> = const { RefCell::new(None) };
+    static PANIC_HOOK_INSTALLED: Cell<bool> = const { Cell::new(false) };
+    /// Events that could not be built or sent in this isolate: logged and counted, never turned
+    /// into further events (a failing reporter must not feed itself).
+    static REPORTER_FAILURES: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Takes and returns the raw `web_sys` types: `worker::Request`'s conversion would read the
 /// method, URL, headers and `cf` across the JS boundary on every request, used or not.
+///
+/// Panics are caught here. The worker is built with `worker-build --panic-unwind`, so a panic
+/// unwinds only the request that raised it: that request gets the 500 page and an event, and
+/// every other request in flight in the isolate carries on. The default `panic=abort` build
+/// would fail them all and reset the instance.
 #[event(fetch)]
 async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
-    Ok(serve(&req, &env, &ctx).await)
+    install_panic_hook();
+    let config = config(&env);
+    let attempt = Attempt::default();
+    let failed = match catch_panic(serve(&req, &config, &ctx, &attempt)).await {
+        Ok(response) => return Ok(response),
+        Err(panic) => Failed::from(panic),
+    };
+    // Answering the panic is guarded too: a second panic gets a bare 500, never a loop.
+    let answer = catch_panic(answer_own_failure(&req, &config, &ctx, &attempt, failed)).await;
+    Ok(answer.unwrap_or_else(|_| {
+        count_reporter_failure("panicked while answering a panic; bare 500 sent");
+        bare_response(500)
+    }))
 }
 
 /// Proxies one request; on any failure, reports it and answers with the page.
-async fn serve(req: &web_sys::Request, env: &Env, ctx: &Context) -> web_sys::Response {
-    let config = config(env);
-    match proxy(req, &config).await {
-        Ok(response) => response,
-        Err(failed) => answer_failure(req, &config, ctx, failed),
+async fn serve(
+    req: &web_sys::Request,
+    config: &Config,
+    ctx: &Context,
+    attempt: &Attempt,
+) -> web_sys::Response {
+    if config.pass_through_on_exception {
+        // Should the wasm instance itself trap (beyond what catch_unwind can stop), the runtime
+        // then sends the request to the origin instead of its error page.
+        ctx.pass_through_on_exception();
     }
+    report_config_errors(req, config, ctx);
+    match proxy(req, config, attempt).await {
+        Ok(response) => response,
+        Err(failed) if failed.failure.is_own() => {
+            answer_own_failure(req, config, ctx, attempt, failed).await
+        }
+        Err(failed) => answer_failure(req, config, ctx, failed),
+    }
+}
+
+/// edgeguard's own failure (an internal error or a panic): reported, then the page or, with
+/// `PASS_THROUGH_ON_EXCEPTION`, the origin's answer as if edgeguard were not there.
+async fn answer_own_failure(
+    req: &web_sys::Request,
+    config: &Config,
+    ctx: &Context,
+    attempt: &Attempt,
+    failed: Failed,
+) -> web_sys::Response {
+    // Replaying is safe only when the body (if any) is unread, and the origin has not seen the
+    // request yet or the method is safe.
+    let replayable = !req.body_used()
+        && (!attempt.sent.get() || matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS"));
+    if !(config.pass_through_on_exception && replayable) {
+        return answer_failure(req, config, ctx, failed);
+    }
+    let visitor = Visitor::read(req);
+    let event_id = report_event(config, ctx, &failed, &visitor, true);
+    let target = match target_url(req, config) {
+        Ok(target) => target,
+        Err(_) => return failure_page(&visitor, &failed, event_id),
+    };
+    match fetch_origin(req, &target, config.origin_timeout_ms, attempt).await {
+        Ok(response) => response,
+        Err(_) => failure_page(&visitor, &failed, event_id),
+    }
+}
+
+/// Whether a request was already handed to the origin (so a replay could repeat its effects).
+#[derive(Default)]
+struct Attempt {
+    sent: Cell<bool>,
 }
 
 fn config(env: &Env) -> Rc<Config> {
@@ -65,9 +142,25 @@ fn config(env: &Env) -> Rc<Config> {
             for error in &errors {
                 console_error!("edgeguard: config: {error}");
             }
+            UNREPORTED_CONFIG_ERRORS.with(|pending| pending.replace(errors));
             Rc::new(config)
         }))
     })
+}
+
+/// Reports each bad setting once per isolate, as its own event, if the DSN itself is usable.
+fn report_config_errors(req: &web_sys::Request, config: &Config, ctx: &Context) {
+    let errors = UNREPORTED_CONFIG_ERRORS.with(|pending| pending.take());
+    if errors.is_empty() || config.dsn.is_none() {
+        return;
+    }
+    let visitor = Visitor::read(req);
+    for error in errors {
+        let failed = Failed::from(Failure::Misconfigured {
+            detail: error.to_string(),
+        });
+        report_event(config, ctx, &failed, &visitor, false);
+    }
 }
 
 /// A request edgeguard could not serve, with what the origin said if it said anything.
@@ -83,6 +176,13 @@ struct OriginFailure {
     retry_after: Option<String>,
 }
 
+impl Failure {
+    /// edgeguard's own failures, as opposed to the origin's.
+    fn is_own(&self) -> bool {
+        matches!(self, Failure::Internal { .. } | Failure::Panic { .. })
+    }
+}
+
 impl From<Failure> for Failed {
     fn from(failure: Failure) -> Self {
         Failed {
@@ -92,62 +192,33 @@ impl From<Failure> for Failed {
     }
 }
 
-fn internal(detail: impl Into<String>) -> Failed {
+/// An internal error with its chain, outermost first: `(kind, message)` per link.
+fn internal_chain(links: &[(&str, String)]) -> Failed {
     Failure::Internal {
-        detail: detail.into(),
+        chain: links
+            .iter()
+            .map(|(kind, message)| ErrorLink {
+                kind: (*kind).to_owned(),
+                message: message.clone(),
+            })
+            .collect(),
     }
     .into()
 }
 
+fn internal(detail: impl Into<String>) -> Failed {
+    internal_chain(&[("EdgeError", detail.into())])
+}
+
 /// Forwards the request to the origin and returns its response, or why it could not.
-async fn proxy(req: &web_sys::Request, config: &Config) -> Result<web_sys::Response, Failed> {
-    let url = req.url();
-    let parts =
-        UrlParts::split(&url).ok_or_else(|| internal("request URL has no scheme or host"))?;
-    let target = match &config.origin {
-        Origin::Route => url.clone(),
-        Origin::Url(origin) => origin.target(&parts),
-        Origin::Invalid(error) => {
-            return Err(Failure::Misconfigured {
-                detail: ConfigError::OriginUrl(error.clone()).to_string(),
-            }
-            .into())
-        }
-    };
-
-    let controller =
-        web_sys::AbortController::new().map_err(|e| internal(js_message("AbortController", &e)))?;
-    let init = web_sys::RequestInit::new();
-    init.set_method(&req.method());
-    init.set_headers(&req.headers());
-    if let Some(body) = req.body() {
-        init.set_body(&body);
-    }
-    // A proxy hands redirects to the visitor; following them would change what the page is.
-    init.set_redirect(web_sys::RequestRedirect::Manual);
-    init.set_signal(Some(&controller.signal()));
-
-    let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-    let fetch = JsFuture::from(global.fetch_with_str_and_init(&target, &init));
-    let response = match within(config.origin_timeout_ms, fetch).await {
-        None => {
-            controller.abort();
-            return Err(Failure::OriginTimeout {
-                after_ms: config.origin_timeout_ms,
-            }
-            .into());
-        }
-        Some(Err(error)) => {
-            return Err(Failure::OriginUnreachable {
-                detail: js_message("fetch", &error),
-            }
-            .into())
-        }
-        Some(Ok(value)) => value
-            .dyn_into::<web_sys::Response>()
-            .map_err(|_| internal("fetch resolved to something other than a Response"))?,
-    };
-
+async fn proxy(
+    req: &web_sys::Request,
+    config: &Config,
+    attempt: &Attempt,
+) -> Result<web_sys::Response, Failed> {
+    debug_triggers(req, config)?;
+    let target = target_url(req, config)?;
+    let response = fetch_origin(req, &target, config.origin_timeout_ms, attempt).await?;
     let status = response.status();
     if !is_origin_failure(status) {
         return Ok(response);
@@ -174,6 +245,121 @@ async fn proxy(req: &web_sys::Request, config: &Config) -> Result<web_sys::Respo
     })
 }
 
+/// `DEBUG_PANIC_PATH` / `DEBUG_ERROR_PATH`: fire inside the handler, on the request path, as a
+/// bug of ours would. Both unset (the default) costs two `None` comparisons.
+fn debug_triggers(req: &web_sys::Request, config: &Config) -> Result<(), Failed> {
+    if config.debug_panic_path.is_none() && config.debug_error_path.is_none() {
+        return Ok(());
+    }
+    let url = req.url();
+    let path = UrlParts::split(&url).map(|parts| parts.path);
+    if path.is_some() && config.debug_panic_path.as_deref() == path {
+        debug_panic();
+    }
+    if path.is_some() && config.debug_error_path.as_deref() == path {
+        return Err(debug_error());
+    }
+    Ok(())
+}
+
+/// Where this request goes: `ORIGIN_URL` applied to the request URL, or the URL itself in route
+/// mode.
+fn target_url(req: &web_sys::Request, config: &Config) -> Result<String, Failed> {
+    let url = req.url();
+    let parts =
+        UrlParts::split(&url).ok_or_else(|| internal("request URL has no scheme or host"))?;
+    match &config.origin {
+        Origin::Route => Ok(url.clone()),
+        Origin::Url(origin) => Ok(origin.target(&parts)),
+        Origin::Invalid(error) => Err(Failure::Misconfigured {
+            detail: ConfigError::OriginUrl(error.clone()).to_string(),
+        }
+        .into()),
+    }
+}
+
+/// `DEBUG_PANIC_PATH`: a real panic, raised exactly as a bug in edgeguard would raise one.
+#[allow(clippy::panic)]
+fn debug_panic() {
+    panic!("DEBUG_PANIC_PATH requested: edgeguard panics on purpose");
+}
+
+/// `DEBUG_ERROR_PATH`: an internal error with a two-link chain, as a failing runtime call
+/// wrapped in our own context would produce.
+fn debug_error() -> Failed {
+    internal_chain(&[
+        (
+            "EdgeError",
+            "DEBUG_ERROR_PATH requested: could not prepare the origin request".to_owned(),
+        ),
+        ("JsError", "TypeError: simulated runtime failure".to_owned()),
+    ])
+}
+
+/// One fetch to the origin with the request's method, headers and body stream, redirects left
+/// to the visitor, within the origin timeout.
+async fn fetch_origin(
+    req: &web_sys::Request,
+    target: &str,
+    timeout_ms: u32,
+    attempt: &Attempt,
+) -> Result<web_sys::Response, Failed> {
+    let controller =
+        web_sys::AbortController::new().map_err(|e| internal(js_message("AbortController", &e)))?;
+    let init = web_sys::RequestInit::new();
+    init.set_method(&req.method());
+    init.set_headers(&req.headers());
+    if let Some(body) = req.body() {
+        init.set_body(&body);
+    }
+    // A proxy hands redirects to the visitor; following them would change what the page is.
+    init.set_redirect(web_sys::RequestRedirect::Manual);
+    init.set_signal(Some(&controller.signal()));
+
+    let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+    attempt.sent.set(true);
+    let fetch = JsFuture::from(global.fetch_with_str_and_init(target, &init));
+    match within(timeout_ms, fetch).await {
+        None => {
+            controller.abort();
+            Err(Failure::OriginTimeout {
+                after_ms: timeout_ms,
+            }
+            .into())
+        }
+        Some(Err(error)) => Err(Failure::OriginUnreachable {
+            detail: js_message("fetch", &error),
+        }
+        .into()),
+        Some(Ok(value)) => value
+            .dyn_into::<web_sys::Response>()
+            .map_err(|_| internal("fetch resolved to something other than a Response")),
+    }
+}
+
+/// The visitor's request as read once for a failure: its headers cross the JS boundary only on
+/// this path, never on a passing request.
+struct Visitor<'a> {
+    req: &'a web_sys::Request,
+    headers: Vec<(String, String)>,
+}
+
+impl<'a> Visitor<'a> {
+    fn read(req: &'a web_sys::Request) -> Self {
+        Visitor {
+            req,
+            headers: header_pairs(&req.headers()),
+        }
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// Reports the failure (when a DSN is configured) and builds the visitor's page.
 fn answer_failure(
     req: &web_sys::Request,
@@ -181,38 +367,32 @@ fn answer_failure(
     ctx: &Context,
     failed: Failed,
 ) -> web_sys::Response {
-    let request_headers = header_pairs(&req.headers());
-    let header = |name: &str| {
-        request_headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+    let visitor = Visitor::read(req);
+    // A bad ORIGIN_URL fails every request: it is reported once per isolate (as a config
+    // error), not once per request.
+    let event_id = match failed.failure {
+        Failure::Misconfigured { .. } => None,
+        _ => report_event(config, ctx, &failed, &visitor, true),
     };
-    let ray_id = header("cf-ray");
+    failure_page(&visitor, &failed, event_id)
+}
+
+/// The page (or JSON) for a failure, quoting the event id when one was sent.
+fn failure_page(
+    visitor: &Visitor<'_>,
+    failed: &Failed,
+    event_id: Option<EventId>,
+) -> web_sys::Response {
     let status = failed.failure.status();
-
-    let event_id = config.dsn.as_ref().and_then(|dsn| {
-        report(
-            dsn,
-            ctx,
-            &Report {
-                req,
-                config,
-                failed: &failed,
-                request_headers: &request_headers,
-                ray_id,
-            },
-        )
-    });
     let event_hex = event_id.map(|id| id.to_hex());
-
     let page = PageInput {
         status,
         reason: reason_phrase(status),
         event_id: event_hex.as_deref(),
-        ray_id,
+        ray_id: visitor.header("cf-ray"),
+        misconfigured: matches!(failed.failure, Failure::Misconfigured { .. }),
     };
-    let (body, content_type) = if prefers_json(header("accept")) {
+    let (body, content_type) = if prefers_json(visitor.header("accept")) {
         (page.json(), "application/json")
     } else {
         (page.html(), "text/html; charset=utf-8")
@@ -222,7 +402,7 @@ fn answer_failure(
         .as_ref()
         .and_then(|o| o.retry_after.as_deref())
         .filter(|_| status == 503);
-    let head = req.method().eq_ignore_ascii_case("HEAD");
+    let head = visitor.req.method().eq_ignore_ascii_case("HEAD");
     page_response(
         status,
         content_type,
@@ -236,46 +416,66 @@ fn answer_failure(
     })
 }
 
-/// What a report is about.
-struct Report<'a> {
-    req: &'a web_sys::Request,
-    config: &'a Config,
-    failed: &'a Failed,
-    request_headers: &'a [(String, String)],
-    ray_id: Option<&'a str>,
+/// Builds the event and schedules its delivery after the response. Returns the event id, or
+/// `None` when there is no DSN or no event could be built. Building is guarded: a panic in the
+/// reporter is logged and counted, and never becomes an event of its own.
+fn report_event(
+    config: &Config,
+    ctx: &Context,
+    failed: &Failed,
+    visitor: &Visitor<'_>,
+    with_request: bool,
+) -> Option<EventId> {
+    let dsn = config.dsn.as_ref()?;
+    catch_unwind(AssertUnwindSafe(|| {
+        build_and_send(dsn, ctx, config, failed, visitor, with_request)
+    }))
+    .unwrap_or_else(|_| {
+        count_reporter_failure("panicked while building an event; not sent");
+        None
+    })
 }
 
-/// Builds the event and schedules its delivery after the response. Returns the event id, or
-/// `None` when no event could be built (logged; the page then shows no id).
-fn report(dsn: &Dsn, ctx: &Context, report: &Report<'_>) -> Option<EventId> {
+fn build_and_send(
+    dsn: &Dsn,
+    ctx: &Context,
+    config: &Config,
+    failed: &Failed,
+    visitor: &Visitor<'_>,
+    with_request: bool,
+) -> Option<EventId> {
     let mut random = [0u8; 16];
     if let Err(error) = getrandom::fill(&mut random) {
-        console_error!("edgeguard: no randomness for an event id ({error}); event not sent");
+        count_reporter_failure(&format!(
+            "no randomness for an event id ({error}); not sent"
+        ));
         return None;
     }
     let id = EventId::from_random(random);
     let now = js_sys::Date::now();
-    let url = report.req.url();
+    let url = visitor.req.url();
     let parts = UrlParts::split(&url)?;
-    let colo = cf_string(report.req, "colo");
-    let response = report.failed.origin.as_ref().map(|origin| ResponseInfo {
-        status: report.failed.failure.status(),
+    let colo = cf_string(visitor.req, "colo");
+    let method = visitor.req.method();
+    let request = RequestInfo {
+        method: &method,
+        url: parts,
+        headers: &visitor.headers,
+    };
+    let response = failed.origin.as_ref().map(|origin| ResponseInfo {
+        status: failed.failure.status(),
         headers: &origin.headers,
         body_size: origin.body_size,
     });
     let event = event::build(&EventInput {
         id,
         timestamp_ms: now,
-        failure: &report.failed.failure,
-        request: &RequestInfo {
-            method: &report.req.method(),
-            url: parts,
-            headers: report.request_headers,
-        },
+        failure: &failed.failure,
+        request: with_request.then_some(&request),
         response: response.as_ref(),
-        ray_id: report.ray_id,
+        ray_id: visitor.header("cf-ray"),
         server_name: colo.as_deref().unwrap_or_else(|| parts.hostname()),
-        config: report.config,
+        config,
     });
     let body = envelope::event_envelope(id, now, &event);
     let delivery = Delivery {
@@ -283,10 +483,19 @@ fn report(dsn: &Dsn, ctx: &Context, report: &Report<'_>) -> Option<EventId> {
         auth: dsn.auth_header(&format!("{SDK_NAME}/{SDK_VERSION}")),
         body,
         id,
-        what: report.failed.failure.mechanism(),
+        what: failed.failure.mechanism(),
     };
     ctx.wait_until(delivery.send());
     Some(id)
+}
+
+/// Logs a failure of the reporter itself with the running count for this isolate.
+fn count_reporter_failure(what: &str) {
+    let count = REPORTER_FAILURES.with(|n| {
+        n.set(n.get().saturating_add(1));
+        n.get()
+    });
+    console_error!("edgeguard: reporter failure #{count} in this isolate: {what}");
 }
 
 /// One envelope on its way to Sentry.
@@ -308,9 +517,13 @@ impl Delivery {
                 console_log!("edgeguard: sent event {id} ({what}): Sentry answered {status}");
             }
             Ok(status) => {
-                console_warn!("edgeguard: Sentry refused event {id} ({what}): HTTP {status}");
+                count_reporter_failure(&format!(
+                    "Sentry refused event {id} ({what}): HTTP {status}"
+                ));
             }
-            Err(error) => console_warn!("edgeguard: event {id} ({what}) not sent: {error}"),
+            Err(error) => {
+                count_reporter_failure(&format!("event {id} ({what}) not sent: {error}"));
+            }
         }
     }
 
@@ -353,6 +566,7 @@ impl Delivery {
 }
 
 /// Runs `future` for at most `timeout_ms`; `None` when the time ran out first.
+/// Runs `future` for at most `timeout_ms`; `None` when the time ran out first.
 async fn within<F: Future>(timeout_ms: u32, future: F) -> Option<F::Output> {
     let mut future = pin!(future);
     let mut timer = pin!(Delay::from(Duration::from_millis(u64::from(timeout_ms))));
@@ -366,6 +580,58 @@ async fn within<F: Future>(timeout_ms: u32, future: F) -> Option<F::Output> {
         Poll::Pending
     })
     .await
+}
+
+/// Runs `future`, turning a panic inside any of its polls into `Failure::Panic` with the message
+/// and location our hook recorded. The future is dropped after a panic, never polled again.
+async fn catch_panic<F: Future>(future: F) -> Result<F::Output, Failure> {
+    let mut future = pin!(future);
+    poll_fn(
+        |cx| match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+            Ok(poll) => poll.map(Ok),
+            Err(payload) => Poll::Ready(Err(panic_failure(payload.as_ref()))),
+        },
+    )
+    .await
+}
+
+fn panic_failure(payload: &(dyn Any + Send)) -> Failure {
+    let recorded = LAST_PANIC.with(|last| last.try_borrow_mut().ok().and_then(|mut l| l.take()));
+    let (message, location) = recorded.unwrap_or_else(|| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic with a non-string payload".to_owned());
+        (message, None)
+    });
+    Failure::Panic { message, location }
+}
+
+/// Records each panic's message and source location for `catch_panic`, then hands over to the
+/// hook that was there before (workers-rs logs the panic to the console).
+fn install_panic_hook() {
+    if PANIC_HOOK_INSTALLED.with(|installed| installed.replace(true)) {
+        return;
+    }
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload_as_str()
+            .unwrap_or("panic with a non-string payload")
+            .to_owned();
+        let location = info.location().map(|l| SourceLocation {
+            file: l.file().to_owned(),
+            line: l.line(),
+            column: l.column(),
+        });
+        LAST_PANIC.with(|last| {
+            if let Ok(mut last) = last.try_borrow_mut() {
+                *last = Some((message, location));
+            }
+        });
+        previous(info);
+    }));
 }
 
 fn page_response(

@@ -32,7 +32,8 @@ pub struct EventInput<'a> {
     pub id: EventId,
     pub timestamp_ms: f64,
     pub failure: &'a Failure,
-    pub request: &'a RequestInfo<'a>,
+    /// The visitor's request; `None` for events about edgeguard itself (a bad setting).
+    pub request: Option<&'a RequestInfo<'a>>,
     pub response: Option<&'a ResponseInfo<'a>>,
     /// Cloudflare's `cf-ray` for the request, when present.
     pub ray_id: Option<&'a str>,
@@ -49,7 +50,9 @@ pub fn build(input: &EventInput<'_>) -> Value {
 
     let mut tags = Map::new();
     tags.insert("status".into(), json!(status));
-    tags.insert("method".into(), json!(input.request.method));
+    if let Some(request) = input.request {
+        tags.insert("method".into(), json!(request.method));
+    }
     tags.insert("outcome".into(), json!(failure.mechanism()));
     if let Some(ray) = input.ray_id {
         tags.insert("ray_id".into(), json!(ray));
@@ -70,7 +73,6 @@ pub fn build(input: &EventInput<'_>) -> Value {
         contexts.insert("response".into(), Value::Object(ctx));
     }
 
-    let request_headers = filter_headers(pairs(input.request.headers), DEFAULT_REQUEST_HEADERS);
     let mut event = json!({
         "event_id": input.id.to_hex(),
         "timestamp": rfc3339_millis(input.timestamp_ms),
@@ -80,33 +82,64 @@ pub fn build(input: &EventInput<'_>) -> Value {
         "server_name": input.server_name,
         "release": input.config.release,
         "environment": input.config.environment,
-        "exception": {
-            "values": [{
-                "type": failure.exception_type(),
-                "value": failure.exception_value(),
-                // Not `synthetic`: that flag tells Sentry (and Bugsink) the type and value are
-                // meaningless and to title the issue after a stack frame instead; ours have no
-                // frames, so every outcome would become one issue titled "<unknown>".
-                "mechanism": {
-                    "type": failure.mechanism(),
-                    "handled": false,
-                },
-            }],
-        },
-        "request": {
-            "method": input.request.method,
-            "url": input.request.url.without_query(),
-            "headers": header_object(request_headers),
-        },
+        "exception": { "values": exception_values(failure) },
         "tags": tags,
         "sdk": { "name": SDK_NAME, "version": SDK_VERSION },
     });
-    if !contexts.is_empty() {
-        if let Some(object) = event.as_object_mut() {
+    if let Some(object) = event.as_object_mut() {
+        if let Some(request) = input.request {
+            let headers = filter_headers(pairs(request.headers), DEFAULT_REQUEST_HEADERS);
+            object.insert(
+                "request".into(),
+                json!({
+                    "method": request.method,
+                    "url": request.url.without_query(),
+                    "headers": header_object(headers),
+                }),
+            );
+        }
+        if !contexts.is_empty() {
             object.insert("contexts".into(), Value::Object(contexts));
         }
     }
     event
+}
+
+/// `exception.values`, innermost first; the mechanism (how edgeguard caught it) goes on the
+/// outermost value, and a known source location becomes an in-app frame.
+fn exception_values(failure: &Failure) -> Vec<Value> {
+    let exceptions = failure.exceptions();
+    let last = exceptions.len().saturating_sub(1);
+    exceptions
+        .into_iter()
+        .enumerate()
+        .map(|(i, exception)| {
+            let mut value = Map::new();
+            value.insert("type".into(), json!(exception.ty));
+            value.insert("value".into(), json!(exception.value));
+            if let Some(frame) = exception.frame {
+                value.insert(
+                    "stacktrace".into(),
+                    json!({ "frames": [{
+                        "filename": frame.file,
+                        "lineno": frame.line,
+                        "colno": frame.column,
+                        "in_app": true,
+                    }] }),
+                );
+            }
+            if i == last {
+                // Not `synthetic`: that flag tells Sentry (and Bugsink) the type and value are
+                // meaningless and to title the issue after a stack frame instead; origin failures
+                // have no frames, so every outcome would become one issue titled "<unknown>".
+                value.insert(
+                    "mechanism".into(),
+                    json!({ "type": failure.mechanism(), "handled": false }),
+                );
+            }
+            Value::Object(value)
+        })
+        .collect()
 }
 
 fn pairs(headers: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> {
@@ -179,7 +212,7 @@ mod tests {
             id: EventId::from_random([0xab; 16]),
             timestamp_ms: 1_795_521_600_250.0,
             failure: &failure,
-            request: &request,
+            request: Some(&request),
             response: Some(&response),
             ray_id: Some("8f00aa11bb22cc33-AMS"),
             server_name: "AMS",
@@ -203,6 +236,43 @@ mod tests {
     }
 
     #[test]
+    fn panic_event_points_into_our_source() {
+        use crate::outcome::SourceLocation;
+        let config = config();
+        let request = RequestInfo {
+            method: "GET",
+            url: UrlParts::split("https://shop.example/boom").unwrap(),
+            headers: &[],
+        };
+        let failure = Failure::Panic {
+            message: "attempt to divide by zero".into(),
+            location: Some(SourceLocation {
+                file: "src/edge.rs".into(),
+                line: 12,
+                column: 9,
+            }),
+        };
+        let event = build(&EventInput {
+            id: EventId::from_random([2; 16]),
+            timestamp_ms: 0.0,
+            failure: &failure,
+            request: Some(&request),
+            response: None,
+            ray_id: None,
+            server_name: "shop.example",
+            config: &config,
+        });
+        assert_eq!(
+            serde_json::to_string(&event["exception"]).unwrap(),
+            concat!(
+                r#"{"values":[{"mechanism":{"handled":false,"type":"panic"},"#,
+                r#""stacktrace":{"frames":[{"colno":9,"filename":"src/edge.rs","in_app":true,"lineno":12}]},"#,
+                r#""type":"panic","value":"attempt to divide by zero"}]}"#
+            )
+        );
+    }
+
+    #[test]
     fn unreachable_event_has_no_response_context() {
         let config = config();
         let request = RequestInfo {
@@ -217,7 +287,7 @@ mod tests {
             id: EventId::from_random([1; 16]),
             timestamp_ms: 0.0,
             failure: &failure,
-            request: &request,
+            request: Some(&request),
             response: None,
             ray_id: None,
             server_name: "shop.example",

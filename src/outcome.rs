@@ -13,10 +13,39 @@ pub enum Failure {
     OriginUnreachable { detail: String },
     /// The origin sent no response headers within the configured time.
     OriginTimeout { after_ms: u32 },
-    /// edgeguard itself failed; `detail` is the error chain.
-    Internal { detail: String },
+    /// edgeguard itself returned an error; `chain` is outermost first.
+    Internal { chain: Vec<ErrorLink> },
+    /// edgeguard itself panicked (caught by the unwind build).
+    Panic {
+        message: String,
+        location: Option<SourceLocation>,
+    },
     /// `ORIGIN_URL` is set but unusable, so there is nowhere safe to send the request.
     Misconfigured { detail: String },
+}
+
+/// One error of a chain: its kind (the Rust type or variant) and its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorLink {
+    pub kind: String,
+    pub message: String,
+}
+
+/// Where in edgeguard's source a panic happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceLocation {
+    pub file: String,
+    pub line: u32,
+    pub column: u32,
+}
+
+/// One entry of the event's `exception.values`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exception {
+    pub ty: String,
+    pub value: String,
+    /// The single frame we know (a panic's location), if any.
+    pub frame: Option<SourceLocation>,
 }
 
 /// The statuses edgeguard intercepts: every 5xx. Everything else passes through untouched.
@@ -31,7 +60,7 @@ impl Failure {
             Failure::OriginStatus { status } => *status,
             Failure::OriginUnreachable { .. } => 502,
             Failure::OriginTimeout { .. } => 504,
-            Failure::Internal { .. } | Failure::Misconfigured { .. } => 500,
+            Failure::Internal { .. } | Failure::Panic { .. } | Failure::Misconfigured { .. } => 500,
         }
     }
 
@@ -42,6 +71,7 @@ impl Failure {
             Failure::OriginUnreachable { .. } => "origin_unreachable",
             Failure::OriginTimeout { .. } => "origin_timeout",
             Failure::Internal { .. } => "internal",
+            Failure::Panic { .. } => "panic",
             Failure::Misconfigured { .. } => "config",
         }
     }
@@ -53,6 +83,7 @@ impl Failure {
             Failure::OriginUnreachable { .. } => "OriginUnreachable",
             Failure::OriginTimeout { .. } => "OriginTimeout",
             Failure::Internal { .. } => "InternalError",
+            Failure::Panic { .. } => "panic",
             Failure::Misconfigured { .. } => "ConfigError",
         }
     }
@@ -69,8 +100,38 @@ impl Failure {
             Failure::OriginTimeout { after_ms } => {
                 format!("Origin sent no response within {after_ms} ms")
             }
-            Failure::Internal { detail } => format!("edgeguard failed: {detail}"),
+            Failure::Internal { chain } => {
+                let messages: Vec<&str> = chain.iter().map(|l| l.message.as_str()).collect();
+                format!("edgeguard failed: {}", messages.join(": "))
+            }
+            Failure::Panic { message, .. } => message.clone(),
             Failure::Misconfigured { detail } => format!("edgeguard is misconfigured: {detail}"),
+        }
+    }
+
+    /// The event's `exception.values`, innermost cause first as Sentry expects: an error chain
+    /// becomes one value per link; a panic carries its source location as a frame.
+    pub fn exceptions(&self) -> Vec<Exception> {
+        match self {
+            Failure::Internal { chain } if !chain.is_empty() => chain
+                .iter()
+                .rev()
+                .map(|link| Exception {
+                    ty: link.kind.clone(),
+                    value: link.message.clone(),
+                    frame: None,
+                })
+                .collect(),
+            Failure::Panic { message, location } => vec![Exception {
+                ty: self.exception_type().to_owned(),
+                value: message.clone(),
+                frame: location.clone(),
+            }],
+            _ => vec![Exception {
+                ty: self.exception_type().to_owned(),
+                value: self.exception_value(),
+                frame: None,
+            }],
         }
     }
 }
@@ -97,6 +158,59 @@ pub fn reason_phrase(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn link(kind: &str, message: &str) -> ErrorLink {
+        ErrorLink {
+            kind: kind.into(),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn error_chains_become_one_exception_per_link_innermost_first() {
+        let failure = Failure::Internal {
+            chain: vec![
+                link("ProxyError", "could not forward"),
+                link("JsError", "TypeError: bad"),
+            ],
+        };
+        let values = failure.exceptions();
+        assert_eq!(
+            values
+                .iter()
+                .map(|e| (e.ty.as_str(), e.value.as_str()))
+                .collect::<Vec<_>>(),
+            [
+                ("JsError", "TypeError: bad"),
+                ("ProxyError", "could not forward")
+            ]
+        );
+        assert_eq!(
+            failure.exception_value(),
+            "edgeguard failed: could not forward: TypeError: bad"
+        );
+    }
+
+    #[test]
+    fn a_panic_carries_its_location_as_a_frame() {
+        let location = SourceLocation {
+            file: "src/edge.rs".into(),
+            line: 7,
+            column: 5,
+        };
+        let failure = Failure::Panic {
+            message: "index out of bounds".into(),
+            location: Some(location.clone()),
+        };
+        assert_eq!(
+            failure.exceptions(),
+            [Exception {
+                ty: "panic".into(),
+                value: "index out of bounds".into(),
+                frame: Some(location)
+            }]
+        );
+    }
 
     #[test]
     fn intercepts_exactly_the_5xx_range() {
@@ -136,12 +250,22 @@ mod tests {
             ),
             (
                 Failure::Internal {
-                    detail: "boom".into(),
+                    chain: vec![link("Edge", "boom")],
                 },
                 500,
                 "internal",
                 "InternalError",
                 "edgeguard failed: boom",
+            ),
+            (
+                Failure::Panic {
+                    message: "oops".into(),
+                    location: None,
+                },
+                500,
+                "panic",
+                "panic",
+                "oops",
             ),
             (
                 Failure::Misconfigured {

@@ -9,6 +9,7 @@
 //! | `{{reason}}` | its reason phrase, e.g. `Bad Gateway` |
 //! | `{{event_id}}` | the Sentry event id to quote (empty when no event was sent) |
 //! | `{{ray_id}}` | Cloudflare's ray id (empty when absent) |
+//! | `{{misconfigured}}` | non-empty when the edge itself is misconfigured (bad `ORIGIN_URL`) |
 //! | `{{#name}}…{{/name}}` | the inner part only when `name` is non-empty |
 //! | `{{^name}}…{{/name}}` | the inner part only when `name` is empty |
 //!
@@ -27,10 +28,12 @@ pub struct PageInput<'a> {
     pub reason: &'a str,
     pub event_id: Option<&'a str>,
     pub ray_id: Option<&'a str>,
+    /// The edge cannot proxy at all (bad `ORIGIN_URL`): the page says so, without details.
+    pub misconfigured: bool,
 }
 
 /// The placeholders a template may name.
-pub const PLACEHOLDERS: &[&str] = &["status", "reason", "event_id", "ray_id"];
+pub const PLACEHOLDERS: &[&str] = &["status", "reason", "event_id", "ray_id", "misconfigured"];
 
 impl PageInput<'_> {
     /// The HTML page, from `www/<status>.html` when present, else `www/default.html`.
@@ -58,6 +61,7 @@ impl PageInput<'_> {
             "reason" => self.reason.to_owned(),
             "event_id" => self.event_id.unwrap_or_default().to_owned(),
             "ray_id" => self.ray_id.unwrap_or_default().to_owned(),
+            "misconfigured" => if self.misconfigured { "1" } else { "" }.to_owned(),
             _ => String::new(),
         }
     }
@@ -204,6 +208,7 @@ mod tests {
             reason: "Bad Gateway",
             event_id: Some("0123456789abcdef0123456789abcdef"),
             ray_id: Some("8f00-AMS"),
+            misconfigured: false,
         };
         let html = with.html();
         assert!(html.contains("0123456789abcdef0123456789abcdef"));
@@ -227,6 +232,7 @@ mod tests {
                 reason: "R",
                 event_id: Some("e"),
                 ray_id: Some("r"),
+                misconfigured: false,
             };
             let html = page.html();
             assert!(html.starts_with("<!doctype html>"), "{status}");
@@ -254,9 +260,29 @@ mod tests {
             reason: "<script>alert(1)</script>",
             event_id: Some("\"><script>"),
             ray_id: None,
+            misconfigured: false,
         };
         let html = page.html();
         assert!(!html.contains("<script>"), "{html}");
+    }
+
+    #[test]
+    fn misconfigured_page_says_so_without_details() {
+        let page = PageInput {
+            status: 500,
+            reason: "Internal Server Error",
+            event_id: None,
+            ray_id: None,
+            misconfigured: true,
+        };
+        let html = page.html();
+        assert!(html.contains("misconfigured"), "{html}");
+        let normal = PageInput {
+            misconfigured: false,
+            ..page
+        }
+        .html();
+        assert!(!normal.contains("misconfigured"), "{normal}");
     }
 
     #[test]
@@ -266,6 +292,7 @@ mod tests {
             reason: "Service Unavailable",
             event_id: Some("ab"),
             ray_id: None,
+            misconfigured: false,
         };
         assert_eq!(
             page.json(),

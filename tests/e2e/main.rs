@@ -14,6 +14,7 @@ mod support;
 
 mod bugsink;
 mod config;
+mod failures;
 mod harness;
 mod proxy;
 mod reporting;

@@ -13,6 +13,7 @@
 //! - `/drip/N`: 200 with Content-Length 2N: N bytes of [`pattern_bytes`] at
 //!   once, the next N only after [`Origin::release_drip`] (or the origin is
 //!   dropped). A proxy that buffers cannot deliver the first half.
+//! - `/delay/MS`: like `/ok`, but the response starts only after MS milliseconds.
 //! - anything else: 404 `no such route`.
 
 use std::io::Write;
@@ -119,6 +120,14 @@ impl Handler for OriginHandler {
                 stopping.wait(Duration::from_secs(60));
                 Ok(())
             }
+            p if p.starts_with("/delay/") => match p["/delay/".len()..].parse::<u64>() {
+                Ok(ms) => {
+                    // Headers only after `ms`: the worker's request stays in flight meanwhile.
+                    stopping.wait(Duration::from_millis(ms));
+                    write_response(stream, 200, &[("Content-Type", "text/plain")], &ok_body())
+                }
+                Err(_) => write_response(stream, 400, &[], b"bad delay"),
+            },
             p if p.starts_with("/drip/") => match p["/drip/".len()..].parse::<usize>() {
                 Ok(n) => write_drip(stream, n, &self.rec),
                 Err(_) => write_response(stream, 400, &[], b"bad length"),
