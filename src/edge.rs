@@ -5,15 +5,17 @@
 //! Invariants kept here:
 //! - the fetch handler never returns `Err` (the runtime would turn it into a bare 500);
 //! - the visitor never waits for Sentry: reporting runs in `ctx.wait_until`;
-//! - bodies are never buffered: the origin's response object is returned as-is, stream and all;
+//! - bodies are never buffered: the origin's response object is returned as-is, stream and all
+//!   (or, when hop-by-hop headers must go, a new response around the same stream);
 //! - nothing from the origin's failing body, the DSN or `ORIGIN_URL` reaches the visitor or a log.
 
 use crate::config::{BuildInfo, Config, ConfigError, Origin};
 use crate::dsn::Dsn;
 use crate::envelope;
 use crate::event::{self, EventInput, RequestInfo, ResponseInfo};
+use crate::forward::{self, HeaderEdit, Visitor};
 use crate::id::EventId;
-use crate::outcome::{is_origin_failure, reason_phrase, Failure};
+use crate::outcome::{is_origin_failure, reason_phrase, BodyMeter, Failure, FAILING_BODY_PEEK_MS};
 use crate::page::{prefers_json, PageInput};
 use crate::url::UrlParts;
 use crate::{SDK_NAME, SDK_VERSION};
@@ -115,11 +117,23 @@ async fn proxy(req: &web_sys::Request, config: &Config) -> Result<web_sys::Respo
         }
     };
 
+    let method = req.method();
+    let visitor = Visitor {
+        method: &method,
+        scheme: parts.scheme,
+        host: parts.host,
+    };
+    let incoming = req.headers();
+    let token = forward::loop_token(&config.origin, parts.host);
+    let edit = forward::request_edit(&header_pairs(&incoming), &visitor, &token)
+        .map_err(|_| Failed::from(Failure::Loop))?;
+    let headers = edited(&incoming, &edit).map_err(internal)?;
+
     let controller =
         web_sys::AbortController::new().map_err(|e| internal(js_message("AbortController", &e)))?;
     let init = web_sys::RequestInit::new();
-    init.set_method(&req.method());
-    init.set_headers(&req.headers());
+    init.set_method(&method);
+    init.set_headers(&headers);
     if let Some(body) = req.body() {
         init.set_body(&body);
     }
@@ -150,7 +164,7 @@ async fn proxy(req: &web_sys::Request, config: &Config) -> Result<web_sys::Respo
 
     let status = response.status();
     if !is_origin_failure(status) {
-        return Ok(response);
+        return Ok(without_hop_by_hop(response));
     }
     let headers = header_pairs(&response.headers());
     let header = |name: &str| {
@@ -159,19 +173,99 @@ async fn proxy(req: &web_sys::Request, config: &Config) -> Result<web_sys::Respo
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.clone())
     };
+    let content_length = header("content-length").and_then(|v| v.trim().parse().ok());
+    let retry_after = header("retry-after");
+    // The failing body (a Django debug page, a stack trace) is never shown: at most a small
+    // prefix is counted for the event, then the rest is cancelled.
     let origin = OriginFailure {
-        body_size: header("content-length").and_then(|v| v.trim().parse().ok()),
-        retry_after: header("retry-after"),
+        body_size: failing_body_size(&response, content_length).await,
+        retry_after,
         headers,
     };
-    // The failing body (a Django debug page, a stack trace) is never shown: release it now.
-    if let Some(body) = response.body() {
-        let _ = body.cancel();
-    }
     Err(Failed {
         failure: Failure::OriginStatus { status },
         origin: Some(origin),
     })
+}
+
+/// A copy of `headers` with `edit` applied.
+fn edited(headers: &web_sys::Headers, edit: &HeaderEdit) -> Result<web_sys::Headers, String> {
+    let copy =
+        web_sys::Headers::new_with_headers(headers).map_err(|e| js_message("Headers", &e))?;
+    for name in &edit.remove {
+        copy.delete(name)
+            .map_err(|e| js_message("Headers.delete", &e))?;
+    }
+    for (name, value) in &edit.set {
+        copy.set(name, value)
+            .map_err(|e| js_message("Headers.set", &e))?;
+    }
+    Ok(copy)
+}
+
+/// The origin's response without hop-by-hop headers. Almost every response has none and is
+/// returned as-is; otherwise a new response wraps the same body stream (never read here). A
+/// `101 Switching Protocols` (a WebSocket) is always returned as-is: it carries the socket.
+fn without_hop_by_hop(response: web_sys::Response) -> web_sys::Response {
+    let status = response.status();
+    if status == 101 {
+        return response;
+    }
+    let edit = forward::response_edit(&header_pairs(&response.headers()));
+    if edit.is_empty() {
+        return response;
+    }
+    let rebuilt = edited(&response.headers(), &edit).and_then(|headers| {
+        let init = web_sys::ResponseInit::new();
+        init.set_status(status);
+        init.set_status_text(&response.status_text());
+        init.set_headers(&headers);
+        // These statuses must not have a body, and the runtime refuses one.
+        let body = response
+            .body()
+            .filter(|_| !matches!(status, 204 | 205 | 304));
+        web_sys::Response::new_with_opt_readable_stream_and_init(body.as_ref(), &init)
+            .map_err(|e| js_message("Response", &e))
+    });
+    rebuilt.unwrap_or_else(|error| {
+        console_warn!("edgeguard: hop-by-hop headers left in a response: {error}");
+        response
+    })
+}
+
+/// The failing body's size for the event, then the body is cancelled. With a Content-Length
+/// nothing is read; otherwise at most `FAILING_BODY_PEEK_BYTES` are counted (not kept) for at
+/// most `FAILING_BODY_PEEK_MS`. A body cut short has no known size.
+async fn failing_body_size(
+    response: &web_sys::Response,
+    content_length: Option<u64>,
+) -> Option<u64> {
+    let body = response.body()?;
+    if content_length.is_some() {
+        let _ = body.cancel();
+        return content_length;
+    }
+    let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().unchecked_into();
+    let mut meter = BodyMeter::default();
+    let count = async {
+        loop {
+            let chunk = JsFuture::from(reader.read()).await.ok()?;
+            let done = js_sys::Reflect::get(&chunk, &JsValue::from_str("done")).ok()?;
+            if done.as_bool() != Some(false) {
+                return Some(true);
+            }
+            let value = js_sys::Reflect::get(&chunk, &JsValue::from_str("value")).ok()?;
+            let len = value
+                .dyn_ref::<js_sys::Uint8Array>()
+                .map_or(0, |a| a.length());
+            if !meter.add(u64::from(len)) {
+                return Some(false);
+            }
+        }
+    };
+    let reached_end = within(FAILING_BODY_PEEK_MS, count).await.flatten() == Some(true);
+    let _ = reader.cancel();
+    meter.size(reached_end)
 }
 
 /// Reports the failure (when a DSN is configured) and builds the visitor's page.
@@ -191,19 +285,23 @@ fn answer_failure(
     let ray_id = header("cf-ray");
     let status = failed.failure.status();
 
-    let event_id = config.dsn.as_ref().and_then(|dsn| {
-        report(
-            dsn,
-            ctx,
-            &Report {
-                req,
-                config,
-                failed: &failed,
-                request_headers: &request_headers,
-                ray_id,
-            },
-        )
-    });
+    let event_id = config
+        .dsn
+        .as_ref()
+        .filter(|_| failed.failure.is_reported())
+        .and_then(|dsn| {
+            report(
+                dsn,
+                ctx,
+                &Report {
+                    req,
+                    config,
+                    failed: &failed,
+                    request_headers: &request_headers,
+                    ray_id,
+                },
+            )
+        });
     let event_hex = event_id.map(|id| id.to_hex());
 
     let page = PageInput {

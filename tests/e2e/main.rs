@@ -9,6 +9,10 @@
 mod support;
 
 mod config;
+mod forwarding;
 mod harness;
 mod proxy;
 mod reporting;
+mod security;
+mod streaming;
+mod websocket;

@@ -10,6 +10,17 @@
 //!   dropped, at most 60 s).
 //! - `/echo`: 200 whose body is the request body.
 //! - `/redirect`: 302 with `Location: /ok`.
+//! - `/hop`: 200 with hop-by-hop headers (`Connection` naming `X-Hop-Secret`,
+//!   `Keep-Alive`, `Proxy-Authenticate`, `Trailer`, `Upgrade`), two `Set-Cookie`s,
+//!   `X-Origin-Header` and body `hop`.
+//! - `/empty/NNN`: status NNN with no body at all (for 204 and 304), an `ETag`.
+//! - `/retry/NNN`: status NNN with `Retry-After: 120` and a secret body.
+//! - `/chunked/NNN/LEN`: status NNN, a chunked body of LEN bytes (no Content-Length).
+//! - `/hash`: 200 `len=N fnv=HEX` of the request body ([`checksum`]).
+//! - `/trickle`: 200, Content-Length, writes [`TRICKLE_FIRST`], then waits for
+//!   [`Origin::open_gate`] (at most 20 s) before writing [`TRICKLE_REST`].
+//! - `/ws`: a WebSocket echo (see [`super::ws`]): sends [`WS_GREETING`], then
+//!   answers each text frame `t` with `echo: t` until a close frame.
 //! - anything else: 404 `no such route`.
 
 use std::io::Write;
@@ -17,9 +28,14 @@ use std::net::TcpStream;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::http::{write_response, write_response_head, ServerRequest};
+use super::http::{reason_phrase, write_response, write_response_head, ServerRequest};
 use super::server::{Handler, Server, Stopping};
-use super::{lock, wait_timeout};
+use super::{checksum, lock, wait_timeout, ws};
+
+pub const TRICKLE_FIRST: &[u8] = b"first part, sent before the origin has finished;";
+pub const TRICKLE_REST: &[u8] = b" the rest, sent once the test has seen the first part";
+pub const WS_GREETING: &str = "hello from the origin";
+pub const RETRY_AFTER: &str = "120";
 
 /// Appears in every `/status/NNN` body; a visitor must never see it on a
 /// replaced error page.
@@ -53,6 +69,11 @@ pub const OK_COOKIES: [&str; 2] = [
 struct Recorder {
     requests: Mutex<Vec<ServerRequest>>,
     cv: Condvar,
+    /// `/trickle` waits for this.
+    gate: Mutex<bool>,
+    gate_cv: Condvar,
+    /// Set when `/trickle` wrote its last byte.
+    trickle_done: Mutex<bool>,
 }
 
 struct OriginHandler {
@@ -90,6 +111,61 @@ impl Handler for OriginHandler {
                 &[("Location", "/ok"), ("Content-Type", "text/plain")],
                 b"redirecting to /ok",
             ),
+            "/hop" => write_raw(
+                stream,
+                "HTTP/1.1 200 OK\r\n\
+                 Connection: close, X-Hop-Secret\r\n\
+                 X-Hop-Secret: must-not-pass\r\n\
+                 Keep-Alive: timeout=5\r\n\
+                 Proxy-Authenticate: Basic realm=\"origin-proxy\"\r\n\
+                 Trailer: X-Checksum\r\n\
+                 Upgrade: h2c\r\n\
+                 Content-Type: text/plain\r\n\
+                 Set-Cookie: origin_session=s3ss10n; Path=/; HttpOnly\r\n\
+                 Set-Cookie: theme=dark; Path=/; Max-Age=3600\r\n\
+                 X-Origin-Header: kept\r\n\
+                 Content-Length: 3\r\n\r\nhop",
+            ),
+            "/hash" => {
+                let body = format!("len={} fnv={:016x}", req.body.len(), checksum(&req.body));
+                write_response(
+                    stream,
+                    200,
+                    &[("Content-Type", "text/plain")],
+                    body.as_bytes(),
+                )
+            }
+            "/trickle" => self.trickle(stream, stopping),
+            "/ws" => ws::serve_echo(&req, stream, WS_GREETING),
+            p if p.starts_with("/empty/") => match p["/empty/".len()..].parse::<u16>() {
+                Ok(code) => write_raw(
+                    stream,
+                    &format!(
+                        "HTTP/1.1 {code} {}\r\nETag: \"v1\"\r\nConnection: close\r\n\r\n",
+                        reason_phrase(code)
+                    ),
+                ),
+                Err(_) => write_response(stream, 400, &[], b"bad status"),
+            },
+            p if p.starts_with("/retry/") => match p["/retry/".len()..].parse::<u16>() {
+                Ok(code) => write_response(
+                    stream,
+                    code,
+                    &[("Content-Type", "text/plain"), ("Retry-After", RETRY_AFTER)],
+                    format!("{SECRET_ORIGIN_DETAIL}: down for maintenance").as_bytes(),
+                ),
+                Err(_) => write_response(stream, 400, &[], b"bad status"),
+            },
+            p if p.starts_with("/chunked/") => {
+                let mut it = p["/chunked/".len()..].split('/');
+                match (
+                    it.next().and_then(|c| c.parse::<u16>().ok()),
+                    it.next().and_then(|n| n.parse::<usize>().ok()),
+                ) {
+                    (Some(code), Some(len)) => write_chunked(stream, code, len),
+                    _ => write_response(stream, 400, &[], b"bad chunked route"),
+                }
+            }
             "/hang" => {
                 stopping.wait(Duration::from_secs(60));
                 Ok(())
@@ -121,6 +197,66 @@ impl Handler for OriginHandler {
                 b"no such route",
             ),
         };
+    }
+}
+
+fn write_raw(stream: &mut TcpStream, raw: &str) -> std::io::Result<()> {
+    stream.write_all(raw.as_bytes())?;
+    stream.flush()
+}
+
+/// A chunked body of `len` bytes of [`SECRET_ORIGIN_DETAIL`] filler, in 8 KiB chunks.
+fn write_chunked(stream: &mut TcpStream, status: u16, len: usize) -> std::io::Result<()> {
+    write_raw(
+        stream,
+        &format!(
+            "HTTP/1.1 {status} {}\r\nContent-Type: text/plain\r\n\
+             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+            reason_phrase(status)
+        ),
+    )?;
+    let filler: Vec<u8> = SECRET_ORIGIN_DETAIL
+        .bytes()
+        .chain(*b" ")
+        .cycle()
+        .take(len)
+        .collect();
+    for chunk in filler.chunks(8 * 1024) {
+        stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())?;
+        stream.write_all(chunk)?;
+        stream.write_all(b"\r\n")?;
+    }
+    stream.write_all(b"0\r\n\r\n")?;
+    stream.flush()
+}
+
+impl OriginHandler {
+    fn trickle(&self, stream: &mut TcpStream, stopping: &Stopping) -> std::io::Result<()> {
+        let len = TRICKLE_FIRST.len() + TRICKLE_REST.len();
+        write_response_head(stream, 200, &[("Content-Type", "text/plain")], len)?;
+        stream.write_all(TRICKLE_FIRST)?;
+        stream.flush()?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut open = lock(&self.rec.gate);
+        while !*open {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            open = wait_timeout(
+                &self.rec.gate_cv,
+                open,
+                left.min(Duration::from_millis(100)),
+            );
+            if stopping.is_stopped() {
+                return Ok(());
+            }
+        }
+        drop(open);
+        stream.write_all(TRICKLE_REST)?;
+        stream.flush()?;
+        *lock(&self.rec.trickle_done) = true;
+        Ok(())
     }
 }
 
@@ -157,6 +293,22 @@ impl Origin {
     /// `http://127.0.0.1:<port>`, suitable for `ORIGIN_URL`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port())
+    }
+
+    /// Lets `/trickle` send the rest of its body.
+    pub fn open_gate(&self) {
+        *lock(&self.rec.gate) = true;
+        self.rec.gate_cv.notify_all();
+    }
+
+    /// Whether `/trickle` has written its whole body.
+    pub fn trickle_done(&self) -> bool {
+        *lock(&self.rec.trickle_done)
+    }
+
+    /// TCP connections accepted so far (a fetch that never sends a byte counts too).
+    pub fn connections(&self) -> usize {
+        self.server.connections()
     }
 
     /// Every request received so far, in arrival order.
