@@ -216,6 +216,10 @@ fn no_content_and_not_modified_have_no_body() {
         assert!(body.is_empty(), "{code} has a body: {body:?}");
         assert_eq!(header(&headers, "etag"), Some("\"v1\""), "{headers:?}");
         assert!(
+            header(&headers, "x-hop-secret").is_none(),
+            "named in Connection: {headers:?}"
+        );
+        assert!(
             header(&headers, "transfer-encoding").is_none(),
             "{code} must not be chunked: {headers:?}"
         );

@@ -3,7 +3,8 @@
 //! Routes:
 //! - `/ok`: 200, `text/plain`, [`ok_body`], two `Set-Cookie`s and `X-Origin-Header`.
 //! - `/bytes/N`: 200 with N bytes of [`pattern_bytes`], Content-Length, written
-//!   in 64 KiB chunks.
+//!   in 64 KiB chunks. With `?hop`, also `Connection: close, X-Hop-Secret` and
+//!   `X-Hop-Secret` (so the worker must rebuild the response around the stream).
 //! - `/status/NNN`: status NNN, a body with a fake stack trace containing
 //!   [`SECRET_ORIGIN_DETAIL`].
 //! - `/hang`: reads the request and never answers (until the origin is
@@ -13,9 +14,13 @@
 //! - `/hop`: 200 with hop-by-hop headers (`Connection` naming `X-Hop-Secret`,
 //!   `Keep-Alive`, `Proxy-Authenticate`, `Trailer`, `Upgrade`), two `Set-Cookie`s,
 //!   `X-Origin-Header` and body `hop`.
-//! - `/empty/NNN`: status NNN with no body at all (for 204 and 304), an `ETag`.
+//! - `/empty/NNN`: status NNN with no body at all (for 204 and 304), an `ETag`,
+//!   and `Connection: close, X-Hop-Secret` + `X-Hop-Secret` (so the worker has
+//!   to rebuild the response, bodyless).
 //! - `/retry/NNN`: status NNN with `Retry-After: 120` and a secret body.
 //! - `/chunked/NNN/LEN`: status NNN, a chunked body of LEN bytes (no Content-Length).
+//! - `/stall/NNN`: status NNN, a chunked body whose first chunk is sent and
+//!   whose end never comes (until the origin is dropped, at most 60 s).
 //! - `/hash`: 200 `len=N fnv=HEX` of the request body ([`checksum`]).
 //! - `/trickle`: 200, Content-Length, writes [`TRICKLE_FIRST`], then waits for
 //!   [`Origin::open_gate`] (at most 20 s) before writing [`TRICKLE_REST`].
@@ -141,7 +146,8 @@ impl Handler for OriginHandler {
                 Ok(code) => write_raw(
                     stream,
                     &format!(
-                        "HTTP/1.1 {code} {}\r\nETag: \"v1\"\r\nConnection: close\r\n\r\n",
+                        "HTTP/1.1 {code} {}\r\nETag: \"v1\"\r\n\
+                         Connection: close, X-Hop-Secret\r\nX-Hop-Secret: 1\r\n\r\n",
                         reason_phrase(code)
                     ),
                 ),
@@ -154,6 +160,21 @@ impl Handler for OriginHandler {
                     &[("Content-Type", "text/plain"), ("Retry-After", RETRY_AFTER)],
                     format!("{SECRET_ORIGIN_DETAIL}: down for maintenance").as_bytes(),
                 ),
+                Err(_) => write_response(stream, 400, &[], b"bad status"),
+            },
+            p if p.starts_with("/stall/") => match p["/stall/".len()..].parse::<u16>() {
+                Ok(code) => {
+                    let _ = write_raw(
+                        stream,
+                        &format!(
+                            "HTTP/1.1 {code} {}\r\nTransfer-Encoding: chunked\r\n\
+                             Connection: close\r\n\r\n10\r\n{SECRET_ORIGIN_DETAIL:.16}\r\n",
+                            reason_phrase(code)
+                        ),
+                    );
+                    stopping.wait(Duration::from_secs(60));
+                    Ok(())
+                }
                 Err(_) => write_response(stream, 400, &[], b"bad status"),
             },
             p if p.starts_with("/chunked/") => {
@@ -171,7 +192,7 @@ impl Handler for OriginHandler {
                 Ok(())
             }
             p if p.starts_with("/bytes/") => match p["/bytes/".len()..].parse::<usize>() {
-                Ok(n) => write_bytes(stream, n),
+                Ok(n) => write_bytes(stream, n, req.target.ends_with("?hop")),
                 Err(_) => write_response(stream, 400, &[], b"bad length"),
             },
             p if p.starts_with("/status/") => match p["/status/".len()..].parse::<u16>() {
@@ -215,16 +236,21 @@ fn write_chunked(stream: &mut TcpStream, status: u16, len: usize) -> std::io::Re
             reason_phrase(status)
         ),
     )?;
-    let filler: Vec<u8> = SECRET_ORIGIN_DETAIL
+    // One 8 KiB chunk built once and repeated: the first bytes go out at once,
+    // however large `len` is.
+    let chunk: Vec<u8> = SECRET_ORIGIN_DETAIL
         .bytes()
         .chain(*b" ")
         .cycle()
-        .take(len)
+        .take(8 * 1024)
         .collect();
-    for chunk in filler.chunks(8 * 1024) {
-        stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())?;
-        stream.write_all(chunk)?;
+    let mut left = len;
+    while left > 0 {
+        let part = &chunk[..left.min(chunk.len())];
+        stream.write_all(format!("{:x}\r\n", part.len()).as_bytes())?;
+        stream.write_all(part)?;
         stream.write_all(b"\r\n")?;
+        left -= part.len();
     }
     stream.write_all(b"0\r\n\r\n")?;
     stream.flush()
@@ -260,13 +286,13 @@ impl OriginHandler {
     }
 }
 
-fn write_bytes(stream: &mut TcpStream, n: usize) -> std::io::Result<()> {
-    write_response_head(
-        stream,
-        200,
-        &[("Content-Type", "application/octet-stream")],
-        n,
-    )?;
+fn write_bytes(stream: &mut TcpStream, n: usize, hop: bool) -> std::io::Result<()> {
+    let mut headers = vec![("Content-Type", "application/octet-stream")];
+    if hop {
+        headers.push(("Connection", "X-Hop-Secret"));
+        headers.push(("X-Hop-Secret", "1"));
+    }
+    write_response_head(stream, 200, &headers, n)?;
     let body = pattern_bytes(n);
     for chunk in body.chunks(64 * 1024) {
         stream.write_all(chunk)?;
