@@ -373,3 +373,41 @@ fn another_edgeguards_marker_is_kept_and_extended() {
     let via = r.header("edgeguard-via").unwrap_or("");
     assert!(via.starts_with("aaaa1111, ") && via.len() == 18, "{r:?}");
 }
+
+/// This deployment's loop token, as src/forward.rs derives it: FNV-1a 32 of
+/// `url:` + the normalised `ORIGIN_URL`.
+fn loop_token(origin_url: &str) -> String {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in format!("url:{origin_url}").bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    format!("{h:08x}")
+}
+
+#[test]
+fn a_request_carrying_our_own_marker_gets_508_without_a_fetch_or_an_event() {
+    let origin = Origin::start();
+    let sink = Sink::start(SinkMode::Accept);
+    let worker = Worker::start(&[("ORIGIN_URL", &origin.url()), ("SENTRY_DSN", &sink.dsn())]);
+
+    let resp = Request::get("/ok")
+        .header(
+            "Edgeguard-Via",
+            &format!("aaaa1111, {}", loop_token(&origin.url())),
+        )
+        .send(worker.port());
+
+    assert_eq!(resp.status, 508, "{resp:?}");
+    assert_eq!(
+        resp.header("content-type"),
+        Some("text/html; charset=utf-8"),
+        "{resp:?}"
+    );
+    assert!(resp.text().contains("508"), "{resp:?}");
+    assert!(
+        !resp.headers.contains("x-sentry-id"),
+        "not reported: {resp:?}"
+    );
+    sink.assert_requests_stay(0, Duration::from_millis(1000));
+    assert_eq!(origin.connections(), 0, "never fetched");
+}
