@@ -6,7 +6,8 @@
 //! - the fetch handler never returns `Err` (the runtime would turn it into a bare 500), and a
 //!   panic anywhere on the request path becomes the 500 page and an event (`catch_panic`);
 //! - the visitor never waits for Sentry: reporting runs in `ctx.wait_until`;
-//! - bodies are never buffered: the origin's response object is returned as-is, stream and all;
+//! - bodies are never buffered: the origin's response object is returned as-is, stream and all
+//!   (or, when hop-by-hop headers must go, a new response around the same stream);
 //! - nothing from the origin's failing body, the DSN or `ORIGIN_URL` reaches the visitor or a log;
 //! - the reporter never reports itself: its own failures are logged and counted only.
 
@@ -14,8 +15,12 @@ use crate::config::{BuildInfo, Config, ConfigError, Origin};
 use crate::dsn::Dsn;
 use crate::envelope;
 use crate::event::{self, EventInput, RequestInfo, ResponseInfo};
+use crate::forward::{self, HeaderEdit};
 use crate::id::EventId;
-use crate::outcome::{is_origin_failure, reason_phrase, ErrorLink, Failure, SourceLocation};
+use crate::outcome::{
+    is_origin_failure, reason_phrase, BodyMeter, ErrorLink, Failure, SourceLocation,
+    FAILING_BODY_PEEK_MS,
+};
 use crate::page::{prefers_json, PageInput};
 use crate::url::UrlParts;
 use crate::{SDK_NAME, SDK_VERSION};
@@ -30,7 +35,7 @@ use std::task::Poll;
 use std::time::Duration;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::web_sys;
-use worker::{console_error, console_log, event, Context, Delay, Env};
+use worker::{console_error, console_log, console_warn, event, Context, Delay, Env};
 
 /// A send to Sentry that has not finished by then is abandoned, well inside the 30 s that
 /// `wait_until` grants after the response.
@@ -122,7 +127,7 @@ async fn answer_own_failure(
         Ok(target) => target,
         Err(_) => return failure_page(&visitor, &failed, event_id),
     };
-    match fetch_origin(req, &target, config.origin_timeout_ms, attempt).await {
+    match fetch_origin(req, config, &target, attempt).await {
         Ok(response) => response,
         Err(_) => failure_page(&visitor, &failed, event_id),
     }
@@ -218,10 +223,10 @@ async fn proxy(
 ) -> Result<web_sys::Response, Failed> {
     debug_triggers(req, config)?;
     let target = target_url(req, config)?;
-    let response = fetch_origin(req, &target, config.origin_timeout_ms, attempt).await?;
+    let response = fetch_origin(req, config, &target, attempt).await?;
     let status = response.status();
     if !is_origin_failure(status) {
-        return Ok(response);
+        return Ok(without_hop_by_hop(response));
     }
     let headers = header_pairs(&response.headers());
     let header = |name: &str| {
@@ -230,15 +235,15 @@ async fn proxy(
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.clone())
     };
+    let content_length = header("content-length").and_then(|v| v.trim().parse().ok());
+    let retry_after = header("retry-after");
+    // The failing body (a Django debug page, a stack trace) is never shown: at most a small
+    // prefix is counted for the event, then the rest is cancelled.
     let origin = OriginFailure {
-        body_size: header("content-length").and_then(|v| v.trim().parse().ok()),
-        retry_after: header("retry-after"),
+        body_size: failing_body_size(&response, content_length).await,
+        retry_after,
         headers,
     };
-    // The failing body (a Django debug page, a stack trace) is never shown: release it now.
-    if let Some(body) = response.body() {
-        let _ = body.cancel();
-    }
     Err(Failed {
         failure: Failure::OriginStatus { status },
         origin: Some(origin),
@@ -296,19 +301,35 @@ fn debug_error() -> Failed {
     ])
 }
 
-/// One fetch to the origin with the request's method, headers and body stream, redirects left
-/// to the visitor, within the origin timeout.
+/// One fetch to the origin with the request's method, edited headers (hop-by-hop dropped,
+/// `X-Forwarded-*` and the loop marker set) and body stream, redirects left to the visitor,
+/// within the origin timeout.
 async fn fetch_origin(
     req: &web_sys::Request,
+    config: &Config,
     target: &str,
-    timeout_ms: u32,
     attempt: &Attempt,
 ) -> Result<web_sys::Response, Failed> {
+    let url = req.url();
+    let parts =
+        UrlParts::split(&url).ok_or_else(|| internal("request URL has no scheme or host"))?;
+    let method = req.method();
+    let visitor = forward::Visitor {
+        method: &method,
+        scheme: parts.scheme,
+        host: parts.host,
+    };
+    let incoming = req.headers();
+    let token = forward::loop_token(&config.origin, parts.host);
+    let edit = forward::request_edit(&header_pairs(&incoming), &visitor, &token)
+        .map_err(|_| Failed::from(Failure::Loop))?;
+    let headers = edited(&incoming, &edit).map_err(internal)?;
+
     let controller =
         web_sys::AbortController::new().map_err(|e| internal(js_message("AbortController", &e)))?;
     let init = web_sys::RequestInit::new();
-    init.set_method(&req.method());
-    init.set_headers(&req.headers());
+    init.set_method(&method);
+    init.set_headers(&headers);
     if let Some(body) = req.body() {
         init.set_body(&body);
     }
@@ -319,11 +340,11 @@ async fn fetch_origin(
     let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
     attempt.sent.set(true);
     let fetch = JsFuture::from(global.fetch_with_str_and_init(target, &init));
-    match within(timeout_ms, fetch).await {
+    match within(config.origin_timeout_ms, fetch).await {
         None => {
             controller.abort();
             Err(Failure::OriginTimeout {
-                after_ms: timeout_ms,
+                after_ms: config.origin_timeout_ms,
             }
             .into())
         }
@@ -360,6 +381,86 @@ impl<'a> Visitor<'a> {
     }
 }
 
+/// A copy of `headers` with `edit` applied.
+fn edited(headers: &web_sys::Headers, edit: &HeaderEdit) -> Result<web_sys::Headers, String> {
+    let copy =
+        web_sys::Headers::new_with_headers(headers).map_err(|e| js_message("Headers", &e))?;
+    for name in &edit.remove {
+        copy.delete(name)
+            .map_err(|e| js_message("Headers.delete", &e))?;
+    }
+    for (name, value) in &edit.set {
+        copy.set(name, value)
+            .map_err(|e| js_message("Headers.set", &e))?;
+    }
+    Ok(copy)
+}
+
+/// The origin's response without hop-by-hop headers. Almost every response has none and is
+/// returned as-is; otherwise a new response wraps the same body stream (never read here). A
+/// `101 Switching Protocols` (a WebSocket) is always returned as-is: it carries the socket.
+fn without_hop_by_hop(response: web_sys::Response) -> web_sys::Response {
+    let status = response.status();
+    if status == 101 {
+        return response;
+    }
+    let edit = forward::response_edit(&header_pairs(&response.headers()));
+    if edit.is_empty() {
+        return response;
+    }
+    let rebuilt = edited(&response.headers(), &edit).and_then(|headers| {
+        let init = web_sys::ResponseInit::new();
+        init.set_status(status);
+        init.set_status_text(&response.status_text());
+        init.set_headers(&headers);
+        // These statuses must not have a body, and the runtime refuses one.
+        let body = response
+            .body()
+            .filter(|_| !matches!(status, 204 | 205 | 304));
+        web_sys::Response::new_with_opt_readable_stream_and_init(body.as_ref(), &init)
+            .map_err(|e| js_message("Response", &e))
+    });
+    rebuilt.unwrap_or_else(|error| {
+        console_warn!("edgeguard: hop-by-hop headers left in a response: {error}");
+        response
+    })
+}
+
+/// The failing body's size for the event, then the body is cancelled. With a Content-Length
+/// nothing is read; otherwise at most `FAILING_BODY_PEEK_BYTES` are counted (not kept) for at
+/// most `FAILING_BODY_PEEK_MS`. A body cut short has no known size.
+async fn failing_body_size(
+    response: &web_sys::Response,
+    content_length: Option<u64>,
+) -> Option<u64> {
+    let body = response.body()?;
+    if content_length.is_some() {
+        let _ = body.cancel();
+        return content_length;
+    }
+    let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().unchecked_into();
+    let mut meter = BodyMeter::default();
+    let count = async {
+        loop {
+            let chunk = JsFuture::from(reader.read()).await.ok()?;
+            let done = js_sys::Reflect::get(&chunk, &JsValue::from_str("done")).ok()?;
+            if done.as_bool() != Some(false) {
+                return Some(true);
+            }
+            let value = js_sys::Reflect::get(&chunk, &JsValue::from_str("value")).ok()?;
+            let len = value
+                .dyn_ref::<js_sys::Uint8Array>()
+                .map_or(0, |a| a.length());
+            if !meter.add(u64::from(len)) {
+                return Some(false);
+            }
+        }
+    };
+    let reached_end = within(FAILING_BODY_PEEK_MS, count).await.flatten() == Some(true);
+    let _ = reader.cancel();
+    meter.size(reached_end)
+}
+
 /// Reports the failure (when a DSN is configured) and builds the visitor's page.
 fn answer_failure(
     req: &web_sys::Request,
@@ -370,8 +471,11 @@ fn answer_failure(
     let visitor = Visitor::read(req);
     // A bad ORIGIN_URL fails every request: it is reported once per isolate (as a config
     // error), not once per request.
+    // Loops are not reported here either: the hop that sent the request sees our 508 as an
+    // origin failure and reports that.
     let event_id = match failed.failure {
         Failure::Misconfigured { .. } => None,
+        _ if !failed.failure.is_reported() => None,
         _ => report_event(config, ctx, &failed, &visitor, true),
     };
     failure_page(&visitor, &failed, event_id)

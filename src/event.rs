@@ -24,7 +24,7 @@ pub struct RequestInfo<'a> {
 pub struct ResponseInfo<'a> {
     pub status: u16,
     pub headers: &'a [(String, String)],
-    /// From `Content-Length`, when the origin sent one.
+    /// From `Content-Length`, or counted when the whole (small) body was read; else unknown.
     pub body_size: Option<u64>,
 }
 

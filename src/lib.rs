@@ -26,6 +26,7 @@ pub mod config;
 pub mod dsn;
 pub mod envelope;
 pub mod event;
+pub mod forward;
 pub mod id;
 pub mod origin;
 pub mod outcome;

@@ -96,6 +96,11 @@ impl OriginUrl {
         url
     }
 
+    /// `scheme://host[:port][/prefix]`, normalised: what identifies this origin.
+    pub fn base(&self) -> String {
+        format!("{}://{}{}", self.scheme, self.host, self.prefix)
+    }
+
     /// `host[:port]` of the origin.
     pub fn host(&self) -> &str {
         &self.host

@@ -22,6 +22,11 @@ pub enum Failure {
     },
     /// `ORIGIN_URL` is set but unusable, so there is nowhere safe to send the request.
     Misconfigured { detail: String },
+    /// The request already carries this deployment's loop marker: it has come back around and
+    /// fetching it again would loop until a runtime limit cut it off. Not reported: the hop
+    /// that sent it here sees this 508 as an origin failure and reports that, so a real loop
+    /// makes exactly one event, and a visitor forging the marker makes none.
+    Loop,
 }
 
 /// One error of a chain: its kind (the Rust type or variant) and its message.
@@ -61,7 +66,14 @@ impl Failure {
             Failure::OriginUnreachable { .. } => 502,
             Failure::OriginTimeout { .. } => 504,
             Failure::Internal { .. } | Failure::Panic { .. } | Failure::Misconfigured { .. } => 500,
+            Failure::Loop => 508,
         }
+    }
+
+    /// Whether this failure becomes a Sentry event (see [`Failure::Loop`] for the one that
+    /// does not).
+    pub fn is_reported(&self) -> bool {
+        !matches!(self, Failure::Loop)
     }
 
     /// The mechanism type in the event: which outcome it was, machine-readable.
@@ -73,6 +85,7 @@ impl Failure {
             Failure::Internal { .. } => "internal",
             Failure::Panic { .. } => "panic",
             Failure::Misconfigured { .. } => "config",
+            Failure::Loop => "loop",
         }
     }
 
@@ -85,6 +98,7 @@ impl Failure {
             Failure::Internal { .. } => "InternalError",
             Failure::Panic { .. } => "panic",
             Failure::Misconfigured { .. } => "ConfigError",
+            Failure::Loop => "LoopDetected",
         }
     }
 
@@ -106,6 +120,10 @@ impl Failure {
             }
             Failure::Panic { message, .. } => message.clone(),
             Failure::Misconfigured { detail } => format!("edgeguard is misconfigured: {detail}"),
+            Failure::Loop => {
+                "Request came back to this edgeguard (does ORIGIN_URL point at the worker?)"
+                    .to_owned()
+            }
         }
     }
 
@@ -133,6 +151,31 @@ impl Failure {
                 frame: None,
             }],
         }
+    }
+}
+
+/// How much of a failing origin body edgeguard reads, only to count it for the event's
+/// `body_size`. The bytes are never kept or shown; the rest is cancelled unread.
+pub const FAILING_BODY_PEEK_BYTES: u64 = 64 * 1024;
+/// How long edgeguard waits for that prefix: the visitor's page must not wait on a slow body.
+pub const FAILING_BODY_PEEK_MS: u32 = 100;
+
+/// Counts a failing body's bytes while it is read, and says when to stop.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BodyMeter {
+    seen: u64,
+}
+
+impl BodyMeter {
+    /// Counts a chunk; `false` once the prefix limit is reached (stop reading).
+    pub fn add(&mut self, len: u64) -> bool {
+        self.seen = self.seen.saturating_add(len);
+        self.seen < FAILING_BODY_PEEK_BYTES
+    }
+
+    /// The body's exact size when it was read to its end, else `None`: a prefix is not a size.
+    pub fn size(&self, reached_end: bool) -> Option<u64> {
+        reached_end.then_some(self.seen)
     }
 }
 
@@ -223,6 +266,21 @@ mod tests {
     }
 
     #[test]
+    fn body_meter_gives_a_size_only_for_a_body_read_to_its_end() {
+        let mut meter = BodyMeter::default();
+        assert!(meter.add(1000));
+        assert!(meter.add(24));
+        assert_eq!(meter.size(true), Some(1024));
+        assert_eq!(meter.size(false), None);
+
+        let mut big = BodyMeter::default();
+        assert!(big.add(FAILING_BODY_PEEK_BYTES - 1));
+        assert!(!big.add(1), "stops at the limit");
+        assert_eq!(big.size(false), None);
+        assert!(!BodyMeter::default().add(u64::MAX), "no overflow");
+    }
+
+    #[test]
     fn each_failure_maps_to_status_mechanism_and_type() {
         let table = [
             (
@@ -276,8 +334,16 @@ mod tests {
                 "ConfigError",
                 "edgeguard is misconfigured: ORIGIN_URL: no scheme",
             ),
+            (
+                Failure::Loop,
+                508,
+                "loop",
+                "LoopDetected",
+                "Request came back to this edgeguard (does ORIGIN_URL point at the worker?)",
+            ),
         ];
         for (failure, status, mechanism, ty, value) in table {
+            assert_eq!(failure.is_reported(), failure != Failure::Loop);
             assert_eq!(failure.status(), status);
             assert_eq!(failure.mechanism(), mechanism);
             assert_eq!(failure.exception_type(), ty);

@@ -9,6 +9,7 @@ pub mod origin;
 pub mod server;
 pub mod sink;
 pub mod workerd;
+pub mod ws;
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
@@ -72,4 +73,80 @@ pub fn wait_timeout<'a, T>(
 /// (`EDGEGUARD_E2E_VERBOSE=1 cargo test --test e2e -- --nocapture`).
 pub fn verbose() -> bool {
     std::env::var_os("EDGEGUARD_E2E_VERBOSE").is_some_and(|v| v != "0")
+}
+
+/// 64-bit FNV-1a of `bytes`: the body checksum the origin and the tests compare.
+pub fn checksum(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Sends `request` as raw bytes to 127.0.0.1:`port` and reads until the peer
+/// closes (bounded by `timeout`): for request lines and framing the
+/// [`Request`] builder would not produce, and to see exactly what came back.
+pub fn raw_exchange(port: u16, request: &[u8], timeout: Duration) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_write_timeout(Some(timeout)).unwrap();
+    stream.write_all(request).unwrap();
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "no end of response within {timeout:?}; got {:?}",
+            String::from_utf8_lossy(&out)
+        );
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return out,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("reading the response: {e}"),
+        }
+    }
+}
+
+/// Splits a raw response into (status, lowercase-named headers, body bytes).
+pub fn split_response(raw: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of head in {:?}", String::from_utf8_lossy(raw)));
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line in {head:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, raw[end + 4..].to_vec())
+}
+
+/// VmRSS and VmHWM of process `pid`, in KiB.
+pub fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }

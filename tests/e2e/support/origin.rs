@@ -3,7 +3,8 @@
 //! Routes:
 //! - `/ok`: 200, `text/plain`, [`ok_body`], two `Set-Cookie`s and `X-Origin-Header`.
 //! - `/bytes/N`: 200 with N bytes of [`pattern_bytes`], Content-Length, written
-//!   in 64 KiB chunks.
+//!   in 64 KiB chunks. With `?hop`, also `Connection: close, X-Hop-Secret` and
+//!   `X-Hop-Secret` (so the worker must rebuild the response around the stream).
 //! - `/status/NNN`: status NNN, a body with a fake stack trace containing
 //!   [`SECRET_ORIGIN_DETAIL`].
 //! - `/hang`: reads the request and never answers (until the origin is
@@ -14,6 +15,21 @@
 //!   once, the next N only after [`Origin::release_drip`] (or the origin is
 //!   dropped). A proxy that buffers cannot deliver the first half.
 //! - `/delay/MS`: like `/ok`, but the response starts only after MS milliseconds.
+//! - `/hop`: 200 with hop-by-hop headers (`Connection` naming `X-Hop-Secret`,
+//!   `Keep-Alive`, `Proxy-Authenticate`, `Trailer`, `Upgrade`), two `Set-Cookie`s,
+//!   `X-Origin-Header` and body `hop`.
+//! - `/empty/NNN`: status NNN with no body at all (for 204 and 304), an `ETag`,
+//!   and `Connection: close, X-Hop-Secret` + `X-Hop-Secret` (so the worker has
+//!   to rebuild the response, bodyless).
+//! - `/retry/NNN`: status NNN with `Retry-After: 120` and a secret body.
+//! - `/chunked/NNN/LEN`: status NNN, a chunked body of LEN bytes (no Content-Length).
+//! - `/stall/NNN`: status NNN, a chunked body whose first chunk is sent and
+//!   whose end never comes (until the origin is dropped, at most 60 s).
+//! - `/hash`: 200 `len=N fnv=HEX` of the request body ([`checksum`]).
+//! - `/trickle`: 200, Content-Length, writes [`TRICKLE_FIRST`], then waits for
+//!   [`Origin::open_gate`] (at most 20 s) before writing [`TRICKLE_REST`].
+//! - `/ws`: a WebSocket echo (see [`super::ws`]): sends [`WS_GREETING`], then
+//!   answers each text frame `t` with `echo: t` until a close frame.
 //! - anything else: 404 `no such route`.
 
 use std::io::Write;
@@ -21,9 +37,14 @@ use std::net::TcpStream;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::http::{write_response, write_response_head, ServerRequest};
+use super::http::{reason_phrase, write_response, write_response_head, ServerRequest};
 use super::server::{Handler, Server, Stopping};
-use super::{lock, wait_timeout};
+use super::{checksum, lock, wait_timeout, ws};
+
+pub const TRICKLE_FIRST: &[u8] = b"first part, sent before the origin has finished;";
+pub const TRICKLE_REST: &[u8] = b" the rest, sent once the test has seen the first part";
+pub const WS_GREETING: &str = "hello from the origin";
+pub const RETRY_AFTER: &str = "120";
 
 /// Appears in every `/status/NNN` body; a visitor must never see it on a
 /// replaced error page.
@@ -59,6 +80,11 @@ struct Recorder {
     cv: Condvar,
     drip_released: Mutex<bool>,
     drip_cv: Condvar,
+    /// `/trickle` waits for this.
+    gate: Mutex<bool>,
+    gate_cv: Condvar,
+    /// Set when `/trickle` wrote its last byte.
+    trickle_done: Mutex<bool>,
 }
 
 impl Recorder {
@@ -116,6 +142,77 @@ impl Handler for OriginHandler {
                 &[("Location", "/ok"), ("Content-Type", "text/plain")],
                 b"redirecting to /ok",
             ),
+            "/hop" => write_raw(
+                stream,
+                "HTTP/1.1 200 OK\r\n\
+                 Connection: close, X-Hop-Secret\r\n\
+                 X-Hop-Secret: must-not-pass\r\n\
+                 Keep-Alive: timeout=5\r\n\
+                 Proxy-Authenticate: Basic realm=\"origin-proxy\"\r\n\
+                 Trailer: X-Checksum\r\n\
+                 Upgrade: h2c\r\n\
+                 Content-Type: text/plain\r\n\
+                 Set-Cookie: origin_session=s3ss10n; Path=/; HttpOnly\r\n\
+                 Set-Cookie: theme=dark; Path=/; Max-Age=3600\r\n\
+                 X-Origin-Header: kept\r\n\
+                 Content-Length: 3\r\n\r\nhop",
+            ),
+            "/hash" => {
+                let body = format!("len={} fnv={:016x}", req.body.len(), checksum(&req.body));
+                write_response(
+                    stream,
+                    200,
+                    &[("Content-Type", "text/plain")],
+                    body.as_bytes(),
+                )
+            }
+            "/trickle" => self.trickle(stream, stopping),
+            "/ws" => ws::serve_echo(&req, stream, WS_GREETING),
+            p if p.starts_with("/empty/") => match p["/empty/".len()..].parse::<u16>() {
+                Ok(code) => write_raw(
+                    stream,
+                    &format!(
+                        "HTTP/1.1 {code} {}\r\nETag: \"v1\"\r\n\
+                         Connection: close, X-Hop-Secret\r\nX-Hop-Secret: 1\r\n\r\n",
+                        reason_phrase(code)
+                    ),
+                ),
+                Err(_) => write_response(stream, 400, &[], b"bad status"),
+            },
+            p if p.starts_with("/retry/") => match p["/retry/".len()..].parse::<u16>() {
+                Ok(code) => write_response(
+                    stream,
+                    code,
+                    &[("Content-Type", "text/plain"), ("Retry-After", RETRY_AFTER)],
+                    format!("{SECRET_ORIGIN_DETAIL}: down for maintenance").as_bytes(),
+                ),
+                Err(_) => write_response(stream, 400, &[], b"bad status"),
+            },
+            p if p.starts_with("/stall/") => match p["/stall/".len()..].parse::<u16>() {
+                Ok(code) => {
+                    let _ = write_raw(
+                        stream,
+                        &format!(
+                            "HTTP/1.1 {code} {}\r\nTransfer-Encoding: chunked\r\n\
+                             Connection: close\r\n\r\n10\r\n{SECRET_ORIGIN_DETAIL:.16}\r\n",
+                            reason_phrase(code)
+                        ),
+                    );
+                    stopping.wait(Duration::from_secs(60));
+                    Ok(())
+                }
+                Err(_) => write_response(stream, 400, &[], b"bad status"),
+            },
+            p if p.starts_with("/chunked/") => {
+                let mut it = p["/chunked/".len()..].split('/');
+                match (
+                    it.next().and_then(|c| c.parse::<u16>().ok()),
+                    it.next().and_then(|n| n.parse::<usize>().ok()),
+                ) {
+                    (Some(code), Some(len)) => write_chunked(stream, code, len),
+                    _ => write_response(stream, 400, &[], b"bad chunked route"),
+                }
+            }
             "/hang" => {
                 stopping.wait(Duration::from_secs(60));
                 Ok(())
@@ -133,7 +230,7 @@ impl Handler for OriginHandler {
                 Err(_) => write_response(stream, 400, &[], b"bad length"),
             },
             p if p.starts_with("/bytes/") => match p["/bytes/".len()..].parse::<usize>() {
-                Ok(n) => write_bytes(stream, n),
+                Ok(n) => write_bytes(stream, n, req.target.ends_with("?hop")),
                 Err(_) => write_response(stream, 400, &[], b"bad length"),
             },
             p if p.starts_with("/status/") => match p["/status/".len()..].parse::<u16>() {
@@ -162,13 +259,78 @@ impl Handler for OriginHandler {
     }
 }
 
-fn write_bytes(stream: &mut TcpStream, n: usize) -> std::io::Result<()> {
-    write_response_head(
+fn write_raw(stream: &mut TcpStream, raw: &str) -> std::io::Result<()> {
+    stream.write_all(raw.as_bytes())?;
+    stream.flush()
+}
+
+/// A chunked body of `len` bytes of [`SECRET_ORIGIN_DETAIL`] filler, in 8 KiB chunks.
+fn write_chunked(stream: &mut TcpStream, status: u16, len: usize) -> std::io::Result<()> {
+    write_raw(
         stream,
-        200,
-        &[("Content-Type", "application/octet-stream")],
-        n,
+        &format!(
+            "HTTP/1.1 {status} {}\r\nContent-Type: text/plain\r\n\
+             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+            reason_phrase(status)
+        ),
     )?;
+    // One 8 KiB chunk built once and repeated: the first bytes go out at once,
+    // however large `len` is.
+    let chunk: Vec<u8> = SECRET_ORIGIN_DETAIL
+        .bytes()
+        .chain(*b" ")
+        .cycle()
+        .take(8 * 1024)
+        .collect();
+    let mut left = len;
+    while left > 0 {
+        let part = &chunk[..left.min(chunk.len())];
+        stream.write_all(format!("{:x}\r\n", part.len()).as_bytes())?;
+        stream.write_all(part)?;
+        stream.write_all(b"\r\n")?;
+        left -= part.len();
+    }
+    stream.write_all(b"0\r\n\r\n")?;
+    stream.flush()
+}
+
+impl OriginHandler {
+    fn trickle(&self, stream: &mut TcpStream, stopping: &Stopping) -> std::io::Result<()> {
+        let len = TRICKLE_FIRST.len() + TRICKLE_REST.len();
+        write_response_head(stream, 200, &[("Content-Type", "text/plain")], len)?;
+        stream.write_all(TRICKLE_FIRST)?;
+        stream.flush()?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut open = lock(&self.rec.gate);
+        while !*open {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            open = wait_timeout(
+                &self.rec.gate_cv,
+                open,
+                left.min(Duration::from_millis(100)),
+            );
+            if stopping.is_stopped() {
+                return Ok(());
+            }
+        }
+        drop(open);
+        stream.write_all(TRICKLE_REST)?;
+        stream.flush()?;
+        *lock(&self.rec.trickle_done) = true;
+        Ok(())
+    }
+}
+
+fn write_bytes(stream: &mut TcpStream, n: usize, hop: bool) -> std::io::Result<()> {
+    let mut headers = vec![("Content-Type", "application/octet-stream")];
+    if hop {
+        headers.push(("Connection", "X-Hop-Secret"));
+        headers.push(("X-Hop-Secret", "1"));
+    }
+    write_response_head(stream, 200, &headers, n)?;
     let body = pattern_bytes(n);
     for chunk in body.chunks(64 * 1024) {
         stream.write_all(chunk)?;
@@ -215,6 +377,22 @@ impl Origin {
     /// Lets every `/drip/N` response send its second half.
     pub fn release_drip(&self) {
         self.rec.release_drip();
+    }
+
+    /// Lets `/trickle` send the rest of its body.
+    pub fn open_gate(&self) {
+        *lock(&self.rec.gate) = true;
+        self.rec.gate_cv.notify_all();
+    }
+
+    /// Whether `/trickle` has written its whole body.
+    pub fn trickle_done(&self) -> bool {
+        *lock(&self.rec.trickle_done)
+    }
+
+    /// TCP connections accepted so far (a fetch that never sends a byte counts too).
+    pub fn connections(&self) -> usize {
+        self.server.connections()
     }
 
     /// Every request received so far, in arrival order.

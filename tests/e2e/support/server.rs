@@ -36,6 +36,11 @@ impl Stopping {
         }
     }
 
+    /// Whether the server is being dropped.
+    pub fn is_stopped(&self) -> bool {
+        *lock(&self.flag)
+    }
+
     fn stop(&self) {
         *lock(&self.flag) = true;
         self.cv.notify_all();
@@ -61,6 +66,7 @@ pub struct Server {
     running: Arc<AtomicBool>,
     stopping: Arc<Stopping>,
     conns: Arc<Mutex<Vec<TcpStream>>>,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
     accept: Option<JoinHandle<()>>,
 }
 
@@ -75,14 +81,17 @@ impl Server {
             cv: Condvar::new(),
         });
         let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let accepted: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
         let accept = {
             let (running, stopping, conns) = (running.clone(), stopping.clone(), conns.clone());
+            let accepted = accepted.clone();
             thread::Builder::new()
                 .name(format!("{name}-accept"))
                 .spawn(move || {
                     while running.load(Ordering::SeqCst) {
                         match listener.accept() {
                             Ok((stream, _)) => {
+                                accepted.fetch_add(1, Ordering::SeqCst);
                                 stream.set_nonblocking(false).unwrap();
                                 if let Ok(clone) = stream.try_clone() {
                                     lock(&conns).push(clone);
@@ -104,12 +113,18 @@ impl Server {
             running,
             stopping,
             conns,
+            accepted,
             accept: Some(accept),
         }
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
     }
 }
 

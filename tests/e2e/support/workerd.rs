@@ -382,6 +382,11 @@ impl Worker {
         self.port
     }
 
+    /// The workerd process id (for reading its memory from /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
