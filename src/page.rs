@@ -9,12 +9,23 @@
 //! | `{{reason}}` | its reason phrase, e.g. `Bad Gateway` |
 //! | `{{event_id}}` | the Sentry event id to quote (empty when no event was sent) |
 //! | `{{ray_id}}` | Cloudflare's ray id (empty when absent) |
+//! | `{{feedback_token}}` | the signed token the feedback form posts back (empty when feedback is off) |
+//! | `{{sent}}` | `feedback.html` only: non-empty when the feedback was accepted |
 //! | `{{#name}}…{{/name}}` | the inner part only when `name` is non-empty |
 //! | `{{^name}}…{{/name}}` | the inner part only when `name` is empty |
 //!
 //! Every substituted value is HTML-escaped. (`{{> file}}` partials are resolved at build time.)
+//! Each language's pages come from `www/` (English, the fallback) or `www/<lang>/`.
 
 use serde_json::{json, Map, Value};
+
+/// One language's templates, as `build.rs` embeds them.
+pub struct Language {
+    pub tag: &'static str,
+    pub default: &'static str,
+    pub feedback: &'static str,
+    pub pages: &'static [(u16, &'static str)],
+}
 
 mod templates {
     include!(concat!(env!("OUT_DIR"), "/pages.rs"));
@@ -27,15 +38,40 @@ pub struct PageInput<'a> {
     pub reason: &'a str,
     pub event_id: Option<&'a str>,
     pub ray_id: Option<&'a str>,
+    /// The language tag, one of [`languages`]; anything else gives English.
+    pub lang: &'a str,
+    /// The signed token for the feedback form; `None` hides the form.
+    pub feedback_token: Option<&'a str>,
 }
 
 /// The placeholders a template may name.
-pub const PLACEHOLDERS: &[&str] = &["status", "reason", "event_id", "ray_id"];
+pub const PLACEHOLDERS: &[&str] = &[
+    "status",
+    "reason",
+    "event_id",
+    "ray_id",
+    "feedback_token",
+    "sent",
+];
+
+/// The languages with pages, English (the fallback) first.
+pub fn languages() -> impl Iterator<Item = &'static str> {
+    templates::LANGUAGES.iter().map(|l| l.tag)
+}
+
+fn language(tag: &str) -> Option<&'static Language> {
+    templates::LANGUAGES
+        .iter()
+        .find(|l| l.tag == tag)
+        .or_else(|| templates::LANGUAGES.first())
+}
 
 impl PageInput<'_> {
-    /// The HTML page, from `www/<status>.html` when present, else `www/default.html`.
+    /// The HTML page, from the language's `<status>.html` when present, else its `default.html`.
     pub fn html(&self) -> String {
-        render(template_for(self.status), |name| self.value(name))
+        render(template_for(self.lang, self.status), |name| {
+            self.value(name)
+        })
     }
 
     /// `{"event_id":…,"ray_id":…,"reason":…,"status":…}`; absent ids are left out.
@@ -58,22 +94,44 @@ impl PageInput<'_> {
             "reason" => self.reason.to_owned(),
             "event_id" => self.event_id.unwrap_or_default().to_owned(),
             "ray_id" => self.ray_id.unwrap_or_default().to_owned(),
+            // The form needs both: a token without an id to link to is useless.
+            "feedback_token" if self.event_id.is_some() => {
+                self.feedback_token.unwrap_or_default().to_owned()
+            }
             _ => String::new(),
         }
     }
 }
 
-/// The template for a status: its own file if `www/` has one, else the default.
-pub fn template_for(status: u16) -> &'static str {
-    templates::PAGES
-        .iter()
-        .find(|(s, _)| *s == status)
-        .map_or(templates::DEFAULT_PAGE, |(_, page)| page)
+/// The page answering a feedback POST: thanks when `sent`, else an apology with `status`.
+pub fn feedback_html(lang: &str, status: u16, reason: &str, sent: bool) -> String {
+    let template = language(lang).map_or("", |l| l.feedback);
+    render(template, |name| match name {
+        "status" => status.to_string(),
+        "reason" => reason.to_owned(),
+        "sent" if sent => "1".to_owned(),
+        _ => String::new(),
+    })
 }
 
-/// Every embedded template, default first, for checks.
+/// The template for a status in a language: its own file if the language has one, else the
+/// language's default.
+pub fn template_for(lang: &str, status: u16) -> &'static str {
+    language(lang).map_or("", |l| {
+        l.pages
+            .iter()
+            .find(|(s, _)| *s == status)
+            .map_or(l.default, |(_, page)| page)
+    })
+}
+
+/// Every embedded template, for checks.
 pub fn all_templates() -> impl Iterator<Item = &'static str> {
-    std::iter::once(templates::DEFAULT_PAGE).chain(templates::PAGES.iter().map(|(_, p)| *p))
+    templates::LANGUAGES.iter().flat_map(|l| {
+        [l.default, l.feedback]
+            .into_iter()
+            .chain(l.pages.iter().map(|(_, p)| *p))
+    })
 }
 
 /// True when the client asked for JSON more than for HTML (`Accept` with q-values). A missing
@@ -204,6 +262,8 @@ mod tests {
             reason: "Bad Gateway",
             event_id: Some("0123456789abcdef0123456789abcdef"),
             ray_id: Some("8f00-AMS"),
+            lang: "en",
+            feedback_token: None,
         };
         let html = with.html();
         assert!(html.contains("0123456789abcdef0123456789abcdef"));
@@ -221,16 +281,21 @@ mod tests {
 
     #[test]
     fn every_status_gets_a_page_and_templates_use_known_placeholders() {
-        for status in [500, 501, 502, 503, 504, 520, 599] {
+        for (lang, status) in
+            languages().flat_map(|l| [500, 501, 502, 503, 504, 520, 599].map(move |s| (l, s)))
+        {
             let page = PageInput {
                 status,
                 reason: "R",
                 event_id: Some("e"),
                 ray_id: Some("r"),
+                lang,
+                feedback_token: Some("1.ab"),
             };
             let html = page.html();
             assert!(html.starts_with("<!doctype html>"), "{status}");
             assert!(!html.contains("{{"), "{status}: leftover tag");
+            assert!(html.contains(&format!("<html lang=\"{lang}\"")), "{lang}");
         }
         for template in all_templates() {
             let mut rest = template;
@@ -254,9 +319,97 @@ mod tests {
             reason: "<script>alert(1)</script>",
             event_id: Some("\"><script>"),
             ray_id: None,
+            lang: "ko",
+            feedback_token: Some("\"><script>"),
         };
         let html = page.html();
         assert!(!html.contains("<script>"), "{html}");
+    }
+
+    const ID: &str = "0123456789abcdef0123456789abcdef";
+
+    fn full(lang: &'static str, status: u16) -> PageInput<'static> {
+        PageInput {
+            status,
+            reason: "Gateway Timeout",
+            event_id: Some(ID),
+            ray_id: Some("8f0c2a9b1d3e4f56-AMS"),
+            lang,
+            feedback_token: Some("1795521600.0123456789abcdef0123456789abcdef"),
+        }
+    }
+
+    #[test]
+    fn english_and_korean_are_built_in_english_first() {
+        let langs: Vec<_> = languages().collect();
+        assert_eq!(langs.first(), Some(&"en"));
+        assert!(langs.contains(&"ko"), "{langs:?}");
+        let ko = full("ko", 502).html();
+        assert!(ko.contains("<html lang=\"ko\">"));
+        assert!(ko.contains("사이트에 연결할 수 없습니다"), "{ko}");
+        assert!(ko.contains("다시 시도"));
+        // Unknown language: English.
+        let xx = full("xx", 502).html();
+        assert!(xx.contains("<html lang=\"en\">"));
+        assert_eq!(xx, full("en", 502).html());
+    }
+
+    #[test]
+    fn feedback_form_needs_an_event_and_a_token() {
+        let html = full("en", 500).html();
+        assert!(html.contains(r#"<form method="post" action="/.edgeguard/feedback">"#));
+        assert!(html.contains(&format!(r#"name="event_id" value="{ID}""#)));
+        assert!(
+            html.contains(r#"name="token" value="1795521600.0123456789abcdef0123456789abcdef""#)
+        );
+        for page in [
+            PageInput {
+                feedback_token: None,
+                ..full("en", 500)
+            },
+            PageInput {
+                event_id: None,
+                ..full("en", 500)
+            },
+        ] {
+            let html = page.html();
+            assert!(!html.contains("<form"), "{html}");
+            assert!(!html.contains("feedback"), "{html}");
+        }
+    }
+
+    /// The issue's budget: every page under 10 KB with the longest values it can carry.
+    #[test]
+    fn every_page_is_under_10_kb() {
+        for lang in languages() {
+            for status in [500, 502, 503, 504, 520] {
+                let len = full(lang, status).html().len();
+                assert!(len < 10 * 1024, "{lang}/{status}: {len} bytes");
+            }
+            for sent in [true, false] {
+                let len = feedback_html(lang, 403, "Forbidden", sent).len();
+                assert!(len < 10 * 1024, "{lang}/feedback: {len} bytes");
+            }
+        }
+    }
+
+    #[test]
+    fn feedback_page_thanks_or_apologises() {
+        let thanks = feedback_html("en", 200, "OK", true);
+        assert!(thanks.contains("Thank you"), "{thanks}");
+        assert!(!thanks.contains("could not be sent"));
+        let sorry = feedback_html("en", 403, "Forbidden", false);
+        assert!(
+            sorry.contains("could not be sent") && sorry.contains("403"),
+            "{sorry}"
+        );
+        let ko = feedback_html("ko-KR-not-negotiated", 200, "OK", true);
+        assert!(ko.contains("<html lang=\"en\">"));
+        let ko = feedback_html("ko", 200, "OK", true);
+        assert!(ko.contains("감사합니다") && ko.contains("<html lang=\"ko\">"));
+        for page in [thanks, sorry, ko] {
+            assert!(!page.contains("{{"), "{page}");
+        }
     }
 
     #[test]
@@ -266,6 +419,8 @@ mod tests {
             reason: "Service Unavailable",
             event_id: Some("ab"),
             ray_id: None,
+            lang: "en",
+            feedback_token: None,
         };
         assert_eq!(
             page.json(),
