@@ -42,4 +42,12 @@ if [ ! -f "$stamp" ] || ! cmp -s tools/package-lock.json "$stamp"; then
   cp tools/package-lock.json "$stamp"
 fi
 
+# 5. Debian's Chromium for the browser tests (tests/e2e/browser.rs), and Korean fonts so the
+#    Korean pages render as visitors see them, not as boxes.
+if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi "Noto Sans CJK"; then
+  say "installing chromium and fonts-noto-cjk (apt)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium fonts-noto-cjk
+fi
+
 say "ready"

@@ -384,10 +384,12 @@ mod tests {
         for lang in languages() {
             for status in [500, 502, 503, 504, 520] {
                 let len = full(lang, status).html().len();
+                eprintln!("page size {lang}/{status}: {len} bytes");
                 assert!(len < 10 * 1024, "{lang}/{status}: {len} bytes");
             }
             for sent in [true, false] {
                 let len = feedback_html(lang, 403, "Forbidden", sent).len();
+                eprintln!("page size {lang}/feedback (sent: {sent}): {len} bytes");
                 assert!(len < 10 * 1024, "{lang}/feedback: {len} bytes");
             }
         }
@@ -409,6 +411,69 @@ mod tests {
         assert!(ko.contains("감사합니다") && ko.contains("<html lang=\"ko\">"));
         for page in [thanks, sorry, ko] {
             assert!(!page.contains("{{"), "{page}");
+        }
+    }
+
+    /// WCAG 2.x contrast of the theme colours in `www/_style.css`, light and dark: text ≥ 4.5:1
+    /// (AA), input borders and the focus ring ≥ 3:1 (non-text contrast).
+    #[test]
+    fn both_themes_meet_wcag_aa_contrast() {
+        let css = include_str!("../www/_style.css");
+        let (light, dark) = css
+            .split_once("@media (prefers-color-scheme:dark)")
+            .unwrap();
+        let vars = |block: &str| -> Vec<(String, String)> {
+            block
+                .split(['{', ';', '}'])
+                .filter_map(|decl| decl.trim().strip_prefix("--")?.split_once(':'))
+                .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+                .collect()
+        };
+        let luminance = |hex: &str| {
+            let hex = hex.trim_start_matches('#');
+            let hex = if hex.len() == 3 {
+                hex.chars().flat_map(|c| [c, c]).collect()
+            } else {
+                hex.to_string()
+            };
+            let channel = |i: usize| {
+                let c = f64::from(u8::from_str_radix(&hex[i..i + 2], 16).unwrap()) / 255.0;
+                if c <= 0.03928 {
+                    c / 12.92
+                } else {
+                    ((c + 0.055) / 1.055).powf(2.4)
+                }
+            };
+            0.2126 * channel(0) + 0.7152 * channel(2) + 0.0722 * channel(4)
+        };
+        let light_vars = vars(light);
+        let dark_block = dark.split("}}").next().unwrap();
+        for (theme, overrides) in [("light", vec![]), ("dark", vars(dark_block))] {
+            let get = |name: &str| {
+                overrides
+                    .iter()
+                    .chain(&light_vars)
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_else(|| panic!("--{name} missing"))
+            };
+            for (fg, bg, need) in [
+                ("fg", "card", 4.5),
+                ("fg", "bg", 4.5),
+                ("fg", "code", 4.5),
+                ("muted", "card", 4.5),
+                ("accent", "card", 4.5),
+                ("on-accent", "accent", 4.5),
+                ("field", "card", 3.0),
+                ("accent", "bg", 3.0),
+            ] {
+                let (a, b) = (luminance(&get(fg)), luminance(&get(bg)));
+                let ratio = (a.max(b) + 0.05) / (a.min(b) + 0.05);
+                assert!(
+                    ratio >= need,
+                    "{theme}: --{fg} on --{bg} is {ratio:.2}:1, need {need}"
+                );
+            }
         }
     }
 

@@ -8,7 +8,9 @@
 
 mod support;
 
+mod browser;
 mod config;
 mod harness;
+mod page;
 mod proxy;
 mod reporting;
