@@ -3,8 +3,9 @@
 //!   every other part (KV, assets, the origin) is down. `www/*.html` are English, the fallback;
 //!   each folder `www/<lang>/` (`ko`, `pt-br`) holds another language's pages. In each,
 //!   `NNN.html` serves status NNN, `default.html` every other status, `feedback.html` answers the
-//!   feedback form. `{{> _file}}` includes a partial (from the language's folder, else `www/`)
-//!   here, once, so the runtime renderer stays tiny. Files starting with `_` are partials only.
+//!   feedback form. Files starting with `_` are partials, embedded once per folder and included
+//!   by `{{> _file}}` when a page is rendered (from the language's folder, else `www/`), so the
+//!   shared CSS is stored once, not once per page; every reference is checked here.
 //! - `EDGEGUARD_GIT_SHA`: the commit the worker was built from, the default Sentry release (as
 //!   raven's `fetch_git_sha` did). Absent outside a git checkout.
 
@@ -77,6 +78,7 @@ fn embed_language(out: &mut String, www: &Path, dir: &Path, tag: &str) {
         }
     };
     let mut pages = Vec::new();
+    let mut partials = Vec::new();
     let (mut default, mut feedback) = (None, None);
     for path in sorted_entries(dir) {
         println!("cargo:rerun-if-changed={}", path.display());
@@ -85,11 +87,19 @@ fn embed_language(out: &mut String, www: &Path, dir: &Path, tag: &str) {
             .and_then(|n| n.to_str())
             .unwrap_or_default()
             .to_owned();
-        if path.is_dir() || name.starts_with('_') || !name.ends_with(".html") {
+        if path.is_dir() || name == "README.md" {
+            continue;
+        }
+        if name.starts_with('_') {
+            partials.push((name.clone(), read(&path).trim_end().to_owned()));
+            continue;
+        }
+        if !name.ends_with(".html") {
             continue;
         }
         let stem = name.trim_end_matches(".html");
-        let html = resolve_partials(&[dir, www], &read(&path));
+        let html = read(&path);
+        check_partials(&[dir, www], &html, &shown(&name));
         let want = format!("<html lang=\"{tag}\"");
         assert!(
             html.contains(&want),
@@ -129,6 +139,11 @@ fn embed_language(out: &mut String, www: &Path, dir: &Path, tag: &str) {
     let _ = writeln!(out, "    super::Language {{\n        tag: {tag:?},");
     let _ = writeln!(out, "        default: {default:?},");
     let _ = writeln!(out, "        feedback: {feedback:?},");
+    out.push_str("        partials: &[\n");
+    for (name, text) in &partials {
+        let _ = writeln!(out, "            ({name:?}, {text:?}),");
+    }
+    out.push_str("        ],\n");
     out.push_str("        pages: &[\n");
     for (status, html) in &pages {
         let _ = writeln!(out, "            ({status}, {html:?}),");
@@ -136,32 +151,27 @@ fn embed_language(out: &mut String, www: &Path, dir: &Path, tag: &str) {
     out.push_str("        ],\n    },\n");
 }
 
-/// Replaces each `{{> _name}}` with the contents of `_name` from the first of `dirs` that has
-/// it (one level, no recursion).
-fn resolve_partials(dirs: &[&Path], html: &str) -> String {
-    let mut out = String::with_capacity(html.len());
+/// Checks that each `{{> _name}}` names a partial in the first of `dirs` that has it. Partials
+/// are embedded once per folder and included when the page is rendered, so the shared CSS is not
+/// copied into every page's bytes in the wasm.
+fn check_partials(dirs: &[&Path], html: &str, shown: &str) {
     let mut rest = html;
     while let Some(start) = rest.find("{{>") {
-        out.push_str(&rest[..start]);
         let end = rest[start..]
             .find("}}")
             .map(|e| start + e)
-            .unwrap_or_else(|| panic!("unclosed {{{{> in www/"));
+            .unwrap_or_else(|| panic!("{shown}: unclosed {{{{>"));
         let name = rest[start + 3..end].trim();
         assert!(
             name.starts_with('_') && !name.contains(['/', '\\']),
-            "partial {name:?}: must be a www/_file"
+            "{shown}: partial {name:?} must be a file named _something next to the page or in www/"
         );
-        let path = dirs
-            .iter()
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-            .unwrap_or_else(|| panic!("partial {name:?}: no www/{name}"));
-        out.push_str(read(&path).trim_end());
+        assert!(
+            dirs.iter().any(|d| d.join(name).is_file()),
+            "{shown}: partial {name:?} not found"
+        );
         rest = &rest[end + 2..];
     }
-    out.push_str(rest);
-    out
 }
 
 fn read(path: &Path) -> String {

@@ -24,7 +24,17 @@ pub struct Language {
     pub tag: &'static str,
     pub default: &'static str,
     pub feedback: &'static str,
+    /// `_name` files of the language's folder (English: of `www/`).
+    pub partials: &'static [(&'static str, &'static str)],
     pub pages: &'static [(u16, &'static str)],
+}
+
+impl Language {
+    /// A partial from this language's folder, else from `www/` (English's).
+    fn partial(&self, name: &str) -> Option<&'static str> {
+        let find = |l: &Language| l.partials.iter().find(|(n, _)| *n == name).map(|(_, t)| *t);
+        find(self).or_else(|| templates::LANGUAGES.first().and_then(find))
+    }
 }
 
 mod templates {
@@ -69,9 +79,17 @@ fn language(tag: &str) -> Option<&'static Language> {
 impl PageInput<'_> {
     /// The HTML page, from the language's `<status>.html` when present, else its `default.html`.
     pub fn html(&self) -> String {
-        render(template_for(self.lang, self.status), |name| {
-            self.value(name)
-        })
+        let Some(language) = language(self.lang) else {
+            return String::new();
+        };
+        let template = language
+            .pages
+            .iter()
+            .find(|(s, _)| *s == self.status)
+            .map_or(language.default, |(_, page)| page);
+        let mut out = String::with_capacity(template.len() + 4096);
+        render_into(&mut out, template, &|name| self.value(name), Some(language));
+        out
     }
 
     /// `{"event_id":…,"ray_id":…,"reason":…,"status":…}`; absent ids are left out.
@@ -105,32 +123,27 @@ impl PageInput<'_> {
 
 /// The page answering a feedback POST: thanks when `sent`, else an apology with `status`.
 pub fn feedback_html(lang: &str, status: u16, reason: &str, sent: bool) -> String {
-    let template = language(lang).map_or("", |l| l.feedback);
-    render(template, |name| match name {
+    let Some(language) = language(lang) else {
+        return String::new();
+    };
+    let value = |name: &str| match name {
         "status" => status.to_string(),
         "reason" => reason.to_owned(),
         "sent" if sent => "1".to_owned(),
         _ => String::new(),
-    })
+    };
+    let mut out = String::with_capacity(language.feedback.len() + 4096);
+    render_into(&mut out, language.feedback, &value, Some(language));
+    out
 }
 
-/// The template for a status in a language: its own file if the language has one, else the
-/// language's default.
-pub fn template_for(lang: &str, status: u16) -> &'static str {
-    language(lang).map_or("", |l| {
-        l.pages
-            .iter()
-            .find(|(s, _)| *s == status)
-            .map_or(l.default, |(_, page)| page)
-    })
-}
-
-/// Every embedded template, for checks.
+/// Every embedded template and partial, for checks.
 pub fn all_templates() -> impl Iterator<Item = &'static str> {
     templates::LANGUAGES.iter().flat_map(|l| {
         [l.default, l.feedback]
             .into_iter()
             .chain(l.pages.iter().map(|(_, p)| *p))
+            .chain(l.partials.iter().map(|(_, p)| *p))
     })
 }
 
@@ -158,11 +171,18 @@ pub fn prefers_json(accept: Option<&str>) -> bool {
 /// Renders `template`, asking `value` for each placeholder. Malformed tags are copied as text.
 pub fn render(template: &str, value: impl Fn(&str) -> String) -> String {
     let mut out = String::with_capacity(template.len() + 64);
-    render_into(&mut out, template, &value);
+    render_into(&mut out, template, &value, None);
     out
 }
 
-fn render_into(out: &mut String, mut rest: &str, value: &dyn Fn(&str) -> String) {
+/// Renders into `out`. `{{> _name}}` includes a partial of `partials`' language (one level:
+/// a partial's own `{{> }}` tags render as nothing, so no include can loop).
+fn render_into(
+    out: &mut String,
+    mut rest: &str,
+    value: &dyn Fn(&str) -> String,
+    partials: Option<&Language>,
+) {
     while let Some(start) = rest.find("{{") {
         let (text, tail) = rest.split_at(start);
         out.push_str(text);
@@ -187,12 +207,18 @@ fn render_into(out: &mut String, mut rest: &str, value: &dyn Fn(&str) -> String)
                 };
                 let inner = after.get(..close_at).unwrap_or_default();
                 if value(name.trim()).is_empty() != when_present {
-                    render_into(out, inner, value);
+                    render_into(out, inner, value, partials);
                 }
                 rest = after.get(close_at + close.len()..).unwrap_or_default();
             }
             None => {
-                escape_html_into(out, &value(tag));
+                if let Some(name) = tag.strip_prefix('>') {
+                    if let Some(text) = partials.and_then(|l| l.partial(name.trim())) {
+                        render_into(out, text, value, None);
+                    }
+                } else {
+                    escape_html_into(out, &value(tag));
+                }
                 rest = after;
             }
         }
@@ -296,17 +322,21 @@ mod tests {
             assert!(html.starts_with("<!doctype html>"), "{status}");
             assert!(!html.contains("{{"), "{status}: leftover tag");
             assert!(html.contains(&format!("<html lang=\"{lang}\"")), "{lang}");
+            // The shared partials were included: the CSS and the feedback form.
+            assert!(html.contains(":root{color-scheme:light dark"), "{lang}");
+            assert!(html.contains("action=\"/.edgeguard/feedback\""), "{lang}");
         }
         for template in all_templates() {
             let mut rest = template;
             while let Some(start) = rest.find("{{") {
                 let tail = &rest[start + 2..];
                 let end = tail.find("}}").unwrap();
-                let name = tail[..end]
-                    .trim()
-                    .trim_start_matches(['#', '^', '/'])
-                    .trim();
-                assert!(PLACEHOLDERS.contains(&name), "unknown placeholder {name:?}");
+                let tag = tail[..end].trim();
+                let name = tag.trim_start_matches(['#', '^', '/']).trim();
+                assert!(
+                    tag.starts_with('>') || PLACEHOLDERS.contains(&name),
+                    "unknown placeholder {name:?}"
+                );
                 rest = &tail[end..];
             }
         }
