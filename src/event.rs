@@ -84,10 +84,12 @@ pub fn build(input: &EventInput<'_>) -> Value {
             "values": [{
                 "type": failure.exception_type(),
                 "value": failure.exception_value(),
+                // Not `synthetic`: that flag tells Sentry (and Bugsink) the type and value are
+                // meaningless and to title the issue after a stack frame instead; ours have no
+                // frames, so every outcome would become one issue titled "<unknown>".
                 "mechanism": {
                     "type": failure.mechanism(),
                     "handled": false,
-                    "synthetic": failure.is_synthetic(),
                 },
             }],
         },
@@ -189,7 +191,7 @@ mod tests {
             concat!(
                 r#"{"contexts":{"response":{"body_size":1234,"headers":{"content-type":"text/html"},"status_code":503,"type":"response"}},"#,
                 r#""environment":"staging","event_id":"abababababab4bababababababababab","#,
-                r#""exception":{"values":[{"mechanism":{"handled":false,"synthetic":true,"type":"origin_status"},"type":"OriginStatus","value":"Origin answered 503 Service Unavailable"}]},"#,
+                r#""exception":{"values":[{"mechanism":{"handled":false,"type":"origin_status"},"type":"OriginStatus","value":"Origin answered 503 Service Unavailable"}]},"#,
                 r#""level":"error","logger":"edgeguard","platform":"other","release":"abc123","#,
                 r#""request":{"headers":{"cf-ray":"8f00aa11bb22cc33-AMS","user-agent":"Mozilla/5.0"},"method":"GET","url":"https://shop.example/orders/42"},"#,
                 r#""sdk":{"name":"edgeguard","version":"0.1.0"},"server_name":"AMS","#,

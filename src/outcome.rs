@@ -73,17 +73,6 @@ impl Failure {
             Failure::Misconfigured { detail } => format!("edgeguard is misconfigured: {detail}"),
         }
     }
-
-    /// Origin failures have no stack of ours: Sentry marks such exceptions `synthetic` so it does
-    /// not group on a meaningless trace.
-    pub fn is_synthetic(&self) -> bool {
-        matches!(
-            self,
-            Failure::OriginStatus { .. }
-                | Failure::OriginUnreachable { .. }
-                | Failure::OriginTimeout { .. }
-        )
-    }
 }
 
 /// The standard reason phrase for a status (RFC 9110 and common extensions), or a generic one.

@@ -293,3 +293,24 @@ fn sink_checks_feedback_items_field_by_field() {
         );
     }
 }
+
+#[test]
+fn origin_drip_holds_the_second_half_until_released() {
+    let origin = Origin::start();
+    let mut resp = Request::get("/drip/1000")
+        .timeout(Duration::from_secs(10))
+        .start(origin.port());
+    assert_eq!(resp.read_exact_body(1000).unwrap(), pattern_bytes(1000));
+    resp.set_deadline(std::time::Instant::now() + Duration::from_millis(300));
+    assert!(
+        resp.read_exact_body(1).is_err(),
+        "second half must wait for release"
+    );
+    // A timed-out read leaves the reader in an unknown state: use a new request.
+    let mut resp = Request::get("/drip/1000")
+        .timeout(Duration::from_secs(10))
+        .start(origin.port());
+    origin.release_drip();
+    let all = resp.read_rest().unwrap();
+    assert_eq!(all, pattern_bytes(2000));
+}

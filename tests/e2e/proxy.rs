@@ -1,7 +1,7 @@
 //! The happy path: whatever the origin answers below 500 comes back as is,
 //! and the request reaches the origin as the client sent it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::support::origin::{ok_body, pattern_bytes, OK_COOKIES};
 use crate::support::{Origin, Request, Sink, SinkMode, Worker};
@@ -175,5 +175,38 @@ fn one_mib_upload_reaches_the_origin_byte_exact() {
         reqs[0].body == body,
         "origin received a different body (len {})",
         reqs[0].body.len()
+    );
+}
+
+#[test]
+fn response_bodies_are_streamed_not_buffered() {
+    const HALF: usize = 256 * 1024;
+    let origin = Origin::start();
+    let worker = Worker::start(&[("ORIGIN_URL", &origin.url())]);
+
+    // The origin holds back the second half until released: the head and the
+    // first half can only arrive if the worker passes the body through as it
+    // comes.
+    let mut resp = Request::get(&format!("/drip/{HALF}"))
+        .timeout(Duration::from_secs(10))
+        .try_start(worker.port())
+        .unwrap_or_else(|e| {
+            panic!(
+                "no response head while the origin held half the body ({e}): the body is buffered"
+            )
+        });
+    assert_eq!(resp.status, 200, "{:?}", resp.headers);
+    let first = resp.read_exact_body(HALF).unwrap_or_else(|e| {
+        panic!("the first {HALF} bytes did not arrive while the origin held the rest ({e}): the body is buffered")
+    });
+    origin.release_drip();
+    resp.set_deadline(Instant::now() + Duration::from_secs(30));
+    let rest = resp.read_rest().expect("rest of the body");
+    let mut body = first;
+    body.extend_from_slice(&rest);
+    assert_eq!(body.len(), 2 * HALF);
+    assert!(
+        body == pattern_bytes(2 * HALF),
+        "body differs from the origin's"
     );
 }

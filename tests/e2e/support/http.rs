@@ -144,8 +144,32 @@ impl Request {
     }
 
     pub fn try_send(self, port: u16) -> io::Result<Response> {
-        let start = Instant::now();
-        let deadline = start + self.timeout;
+        let head_only = self.method == "HEAD";
+        let mut resp = self.try_start(port)?;
+        let body = if head_only || resp.status == 204 || resp.status == 304 {
+            Vec::new()
+        } else {
+            read_body(&mut resp.reader, &resp.headers, BodyEnd::Eof)?
+        };
+        Ok(Response {
+            status: resp.status,
+            headers: resp.headers,
+            body,
+            elapsed: resp.started.elapsed(),
+        })
+    }
+
+    /// Sends the request and reads only the response head; the body is read
+    /// incrementally through the returned [`StreamingResponse`].
+    pub fn start(self, port: u16) -> StreamingResponse {
+        let what = format!("{} {} on 127.0.0.1:{port}", self.method, self.target);
+        self.try_start(port)
+            .unwrap_or_else(|e| panic!("HTTP request {what} failed: {e}"))
+    }
+
+    pub fn try_start(self, port: u16) -> io::Result<StreamingResponse> {
+        let started = Instant::now();
+        let deadline = started + self.timeout;
         let stream = TcpStream::connect_timeout(
             &([127, 0, 0, 1], port).into(),
             self.timeout.min(Duration::from_secs(5)),
@@ -172,17 +196,137 @@ impl Request {
         let mut reader = DeadlineReader::new(stream, deadline);
         let (status_line, headers) = read_head(&mut reader)?;
         let status = parse_status_line(&status_line)?;
-        let body = if self.method == "HEAD" || status == 204 || status == 304 {
-            Vec::new()
-        } else {
-            read_body(&mut reader, &headers, BodyEnd::Eof)?
-        };
-        Ok(Response {
+        Ok(StreamingResponse {
             status,
+            body: BodyState::new(&headers),
             headers,
-            body,
-            elapsed: start.elapsed(),
+            reader,
+            started,
         })
+    }
+}
+
+/// A response whose body has not been read yet.
+pub struct StreamingResponse {
+    pub status: u16,
+    pub headers: Headers,
+    reader: DeadlineReader,
+    body: BodyState,
+    started: Instant,
+}
+
+enum BodyState {
+    Length(u64),
+    /// `left`: bytes left in the current chunk; `first`: no size line read yet.
+    Chunked {
+        left: u64,
+        first: bool,
+        done: bool,
+    },
+    Eof,
+}
+
+impl BodyState {
+    fn new(headers: &Headers) -> BodyState {
+        let chunked = headers
+            .get_all("transfer-encoding")
+            .iter()
+            .any(|v| v.to_ascii_lowercase().contains("chunked"));
+        match headers.get("content-length").and_then(|l| l.parse().ok()) {
+            _ if chunked => BodyState::Chunked {
+                left: 0,
+                first: true,
+                done: false,
+            },
+            Some(len) => BodyState::Length(len),
+            None => BodyState::Eof,
+        }
+    }
+}
+
+impl StreamingResponse {
+    /// Moves the deadline for the reads still to come.
+    pub fn set_deadline(&mut self, deadline: Instant) {
+        self.reader.deadline = deadline;
+    }
+
+    /// Reads exactly `n` body bytes (fails on EOF or at the deadline).
+    pub fn read_exact_body(&mut self, n: usize) -> io::Result<Vec<u8>> {
+        let mut out = vec![0; n];
+        self.read_exact(&mut out)?;
+        Ok(out)
+    }
+
+    /// Reads the rest of the body.
+    pub fn read_rest(&mut self) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.read_to_end(&mut out)?;
+        Ok(out)
+    }
+}
+
+impl Read for StreamingResponse {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        match &mut self.body {
+            BodyState::Eof => self.reader.read(buf),
+            BodyState::Length(left) => {
+                if *left == 0 {
+                    return Ok(0);
+                }
+                let want = buf.len().min(*left as usize);
+                let n = self.reader.read(&mut buf[..want])?;
+                if n == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "body shorter than Content-Length",
+                    ));
+                }
+                *left -= n as u64;
+                Ok(n)
+            }
+            BodyState::Chunked { left, first, done } => {
+                if *done {
+                    return Ok(0);
+                }
+                if *left == 0 {
+                    if !*first {
+                        let crlf = read_line(&mut self.reader)?
+                            .ok_or_else(|| invalid("EOF after chunk"))?;
+                        if !crlf.is_empty() {
+                            return Err(invalid("chunk not followed by CRLF"));
+                        }
+                    }
+                    *first = false;
+                    let line =
+                        read_line(&mut self.reader)?.ok_or_else(|| invalid("EOF in chunk size"))?;
+                    let size = line.split(';').next().unwrap_or("").trim();
+                    *left = u64::from_str_radix(size, 16)
+                        .map_err(|_| invalid(format!("bad chunk size {line:?}")))?;
+                    if *left == 0 {
+                        *done = true;
+                        while let Some(line) = read_line(&mut self.reader)? {
+                            if line.is_empty() {
+                                break;
+                            }
+                        }
+                        return Ok(0);
+                    }
+                }
+                let want = buf.len().min(*left as usize);
+                let n = self.reader.read(&mut buf[..want])?;
+                if n == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "EOF inside a chunk",
+                    ));
+                }
+                *left -= n as u64;
+                Ok(n)
+            }
+        }
     }
 }
 

@@ -68,3 +68,9 @@ pub fn wait_timeout<'a, T>(
         Err(e) => e.into_inner().0,
     }
 }
+
+/// Whether to print workerd logs and sink traffic even for passing tests
+/// (`EDGEGUARD_E2E_VERBOSE=1 cargo test --test e2e -- --nocapture`).
+pub fn verbose() -> bool {
+    std::env::var_os("EDGEGUARD_E2E_VERBOSE").is_some_and(|v| v != "0")
+}

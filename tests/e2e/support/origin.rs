@@ -10,6 +10,9 @@
 //!   dropped, at most 60 s).
 //! - `/echo`: 200 whose body is the request body.
 //! - `/redirect`: 302 with `Location: /ok`.
+//! - `/drip/N`: 200 with Content-Length 2N: N bytes of [`pattern_bytes`] at
+//!   once, the next N only after [`Origin::release_drip`] (or the origin is
+//!   dropped). A proxy that buffers cannot deliver the first half.
 //! - anything else: 404 `no such route`.
 
 use std::io::Write;
@@ -53,6 +56,28 @@ pub const OK_COOKIES: [&str; 2] = [
 struct Recorder {
     requests: Mutex<Vec<ServerRequest>>,
     cv: Condvar,
+    drip_released: Mutex<bool>,
+    drip_cv: Condvar,
+}
+
+impl Recorder {
+    fn release_drip(&self) {
+        *lock(&self.drip_released) = true;
+        self.drip_cv.notify_all();
+    }
+
+    /// Blocks until released, at most `max`.
+    fn wait_drip(&self, max: Duration) {
+        let deadline = Instant::now() + max;
+        let mut released = lock(&self.drip_released);
+        while !*released {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            released = wait_timeout(&self.drip_cv, released, left);
+        }
+    }
 }
 
 struct OriginHandler {
@@ -94,6 +119,10 @@ impl Handler for OriginHandler {
                 stopping.wait(Duration::from_secs(60));
                 Ok(())
             }
+            p if p.starts_with("/drip/") => match p["/drip/".len()..].parse::<usize>() {
+                Ok(n) => write_drip(stream, n, &self.rec),
+                Err(_) => write_response(stream, 400, &[], b"bad length"),
+            },
             p if p.starts_with("/bytes/") => match p["/bytes/".len()..].parse::<usize>() {
                 Ok(n) => write_bytes(stream, n),
                 Err(_) => write_response(stream, 400, &[], b"bad length"),
@@ -138,6 +167,21 @@ fn write_bytes(stream: &mut TcpStream, n: usize) -> std::io::Result<()> {
     stream.flush()
 }
 
+fn write_drip(stream: &mut TcpStream, n: usize, rec: &Recorder) -> std::io::Result<()> {
+    write_response_head(
+        stream,
+        200,
+        &[("Content-Type", "application/octet-stream")],
+        2 * n,
+    )?;
+    let body = pattern_bytes(2 * n);
+    stream.write_all(&body[..n])?;
+    stream.flush()?;
+    rec.wait_drip(Duration::from_secs(60));
+    stream.write_all(&body[n..])?;
+    stream.flush()
+}
+
 pub struct Origin {
     server: Server,
     rec: Arc<Recorder>,
@@ -157,6 +201,11 @@ impl Origin {
     /// `http://127.0.0.1:<port>`, suitable for `ORIGIN_URL`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port())
+    }
+
+    /// Lets every `/drip/N` response send its second half.
+    pub fn release_drip(&self) {
+        self.rec.release_drip();
     }
 
     /// Every request received so far, in arrival order.
@@ -180,5 +229,12 @@ impl Origin {
             reqs = wait_timeout(&self.rec.cv, reqs, left);
         }
         reqs.clone()
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        // Unblock `/drip` handlers; `server`'s own drop closes their sockets.
+        self.rec.release_drip();
     }
 }

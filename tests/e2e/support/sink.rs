@@ -519,7 +519,7 @@ impl Sink {
 
 impl Drop for Sink {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        if std::thread::panicking() || super::verbose() {
             let st = lock(&self.shared.state);
             eprintln!(
                 "--- sink ({:?}, port {}): {} request(s), violations: {:#?}",

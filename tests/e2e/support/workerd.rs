@@ -240,6 +240,8 @@ pub struct Worker {
     dir: PathBuf,
     logs: Arc<Mutex<Vec<u8>>>,
     readers: Vec<JoinHandle<()>>,
+    /// Set when the build is older than the sources: said on failure.
+    stale: Option<String>,
 }
 
 impl Worker {
@@ -272,7 +274,9 @@ impl Worker {
         // The control messages (`{"event":"listen",...,"port":N}`) go to
         // stdout, next to the worker's console.log output; console.error and
         // workerd's own --verbose messages go to stderr.
-        let mut child = Command::new(workerd_bin())
+        let mut command = Command::new(workerd_bin());
+        die_with_parent(&mut command);
+        let mut child = command
             .arg("serve")
             .arg(&config_path)
             .arg("--verbose")
@@ -328,6 +332,7 @@ impl Worker {
             dir,
             logs,
             readers: vec![out_reader, err_reader],
+            stale: stale_build_note(&build),
         };
 
         let deadline = Instant::now() + STARTUP_TIMEOUT;
@@ -407,6 +412,67 @@ impl Worker {
     }
 }
 
+/// Whether something under `src/`, `www/` or `Cargo.toml` changed after the
+/// build was made (the tests would then exercise old code).
+fn stale_build_note(build: &Path) -> Option<String> {
+    fn newest(p: &Path) -> Option<SystemTime> {
+        let meta = fs::metadata(p).ok()?;
+        if !meta.is_dir() {
+            return meta.modified().ok();
+        }
+        fs::read_dir(p)
+            .ok()?
+            .filter_map(|e| newest(&e.ok()?.path()))
+            .max()
+    }
+    let built = fs::metadata(build.join("index_bg.wasm"))
+        .or_else(|_| fs::metadata(build.join("index.js")))
+        .and_then(|m| m.modified())
+        .ok()?;
+    let root = repo_root();
+    let changed: Vec<String> = ["src", "www", "Cargo.toml"]
+        .iter()
+        .filter(|p| newest(&root.join(p)).is_some_and(|t| t > built))
+        .map(|p| p.to_string())
+        .collect();
+    (!changed.is_empty()).then(|| {
+        format!(
+            "{} changed after {} was built: rebuild with scripts/build.sh",
+            changed.join(", "),
+            build.display()
+        )
+    })
+}
+
+/// Drop kills workerd, but a test binary that aborts (a panic inside a
+/// panic, a signal) runs no Drop: have the kernel SIGKILL workerd when the
+/// thread that spawned it goes away. That thread is the test's own, and the
+/// `Worker` never leaves it.
+#[cfg(target_os = "linux")]
+fn die_with_parent(command: &mut Command) {
+    use std::os::raw::{c_int, c_ulong};
+    use std::os::unix::process::CommandExt;
+    extern "C" {
+        fn prctl(option: c_int, arg2: c_ulong, ...) -> c_int;
+    }
+    const PR_SET_PDEATHSIG: c_int = 1;
+    const SIGKILL: c_ulong = 9;
+    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches only
+    // the calling (child) process; nothing is allocated between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            if prctl(PR_SET_PDEATHSIG, SIGKILL) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_: &mut Command) {}
+
 fn listen_port(line: &[u8]) -> Option<u16> {
     let v: serde_json::Value = serde_json::from_slice(line).ok()?;
     if v["event"] == "listen" && v["socket"] == "http" {
@@ -423,7 +489,7 @@ impl Drop for Worker {
         for r in self.readers.drain(..) {
             let _ = r.join();
         }
-        if thread::panicking() {
+        if thread::panicking() || super::verbose() {
             eprintln!(
                 "--- workerd log (port {}):\n{}--- end of workerd log",
                 self.port,
