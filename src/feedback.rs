@@ -357,7 +357,7 @@ pub fn feedback_envelope(submission: &Submission, ctx: &FeedbackContext<'_>) -> 
     let mut event = json!({
         "event_id": id,
         "type": "feedback",
-        "timestamp": ctx.now_ms / 1000.0,
+        "timestamp": rfc3339_millis(ctx.now_ms),
         "platform": "other",
         "level": "info",
         "environment": ctx.environment,
@@ -656,7 +656,7 @@ mod tests {
             r#""source":"edgeguard-error-page","url":"https://shop.example/cart"}},"#,
             r#""environment":"production","event_id":"2222222222224222a222222222222222","#,
             r#""level":"info","platform":"other","release":"abc123","#,
-            r#""sdk":{"name":"edgeguard","version":"0.1.0"},"timestamp":1795521600.0,"type":"feedback"}"#
+            r#""sdk":{"name":"edgeguard","version":"0.1.0"},"timestamp":"2026-11-24T12:00:00.000Z","type":"feedback"}"#
         );
         let expected = format!(
             "{}\n{{\"length\":{},\"type\":\"feedback\"}}\n{payload}\n",

@@ -11,45 +11,51 @@ pub fn negotiate<'a>(accept_language: Option<&str>, available: &[&'a str]) -> &'
     let Some(header) = accept_language else {
         return fallback;
     };
-    let mut ranges: Vec<(u16, usize, &str)> = header
-        .split(',')
-        .enumerate()
-        .filter_map(|(i, item)| {
-            let mut parts = item.split(';');
-            let tag = parts.next()?.trim();
-            if tag.is_empty() || tag.len() > 35 {
-                return None;
-            }
-            let q = parts
-                .filter_map(|p| {
-                    let (k, v) = p.split_once('=')?;
-                    k.trim()
-                        .eq_ignore_ascii_case("q")
-                        .then(|| parse_q(v.trim()))
-                })
-                .next()
-                .unwrap_or(Some(1000))?;
-            (q > 0).then_some((q, i, tag))
-        })
-        .collect();
-    // Highest q first; equal q keeps the visitor's order.
-    ranges.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    for (_, _, range) in ranges {
-        if range == "*" {
-            return fallback;
+    // One pass, no sort (a sort costs kilobytes of wasm): the matching range with the highest
+    // q wins; equal q keeps the visitor's order (the first one seen stays).
+    let mut best: Option<(u16, &'a str)> = None;
+    for item in header.split(',') {
+        let mut parts = item.split(';');
+        let range = parts.next().unwrap_or_default().trim();
+        if range.is_empty() || range.len() > 35 {
+            continue;
         }
-        // Exact match first, then a prefix match either way round.
-        if let Some(lang) = available.iter().find(|l| l.eq_ignore_ascii_case(range)) {
-            return lang;
+        let q = parts
+            .filter_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                k.trim()
+                    .eq_ignore_ascii_case("q")
+                    .then(|| parse_q(v.trim()))
+            })
+            .next()
+            .unwrap_or(Some(1000));
+        let Some(q) = q.filter(|&q| q > 0) else {
+            continue;
+        };
+        if best.is_some_and(|(best_q, _)| best_q >= q) {
+            continue;
         }
-        if let Some(lang) = available
-            .iter()
-            .find(|l| is_prefix(l, range) || is_prefix(range, l))
-        {
-            return lang;
+        if let Some(lang) = matching(range, available, fallback) {
+            best = Some((q, lang));
         }
     }
-    fallback
+    best.map_or(fallback, |(_, lang)| lang)
+}
+
+/// The language `range` selects: `*` is the fallback; an exact match beats a prefix match.
+fn matching<'a>(range: &str, available: &[&'a str], fallback: &'a str) -> Option<&'a str> {
+    if range == "*" {
+        return Some(fallback);
+    }
+    available
+        .iter()
+        .find(|l| l.eq_ignore_ascii_case(range))
+        .or_else(|| {
+            available
+                .iter()
+                .find(|l| is_prefix(l, range) || is_prefix(range, l))
+        })
+        .copied()
 }
 
 /// `q` as thousandths (0..=1000); `None` when it is not a valid qvalue.
