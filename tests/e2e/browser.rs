@@ -131,6 +131,18 @@ fn screenshot(page: &mut Page, name: &str) -> PathBuf {
     path
 }
 
+/// A key press as the keyboard sends it (down, then up).
+fn press(page: &mut Page, key: &str, code: u32) {
+    for kind in ["keyDown", "keyUp"] {
+        let mut event = json!({ "type": kind, "key": key, "code": key,
+                                "windowsVirtualKeyCode": code, "nativeVirtualKeyCode": code });
+        if key == "Enter" && kind == "keyDown" {
+            event["text"] = json!("\r");
+        }
+        page.call("Input.dispatchKeyEvent", event);
+    }
+}
+
 /// What the rendered page shows, read from the DOM.
 fn rendered(page: &mut Page) -> Value {
     page.eval(
@@ -225,9 +237,37 @@ fn pages_render_in_chromium_and_feedback_reaches_sentry() {
     page.call("Page.navigate", json!({ "url": url }));
     assert_clean_load(&mut page, "feedback page", &url, 502);
     let id = rendered(&mut page)["eventId"].as_str().unwrap().to_string();
-    page.eval("document.querySelector('details.feedback summary').click()");
+
+    // Keyboard: Tab reaches the retry link first, then the form's disclosure, each with a
+    // visible focus ring; Enter on the disclosure opens the form.
+    let mut focus = Vec::new();
+    for _ in 0..2 {
+        press(&mut page, "Tab", 9);
+        focus.push(page.eval(
+            "(() => { const e = document.activeElement, s = getComputedStyle(e); \
+             return [e.tagName, s.outlineStyle, s.outlineWidth]; })()",
+        ));
+    }
+    assert_eq!(
+        focus,
+        [
+            json!(["A", "solid", "3px"]),
+            json!(["SUMMARY", "solid", "3px"])
+        ],
+        "keyboard focus order or focus ring"
+    );
+    screenshot(&mut page, "ko-dark-375-keyboard-focus");
+    press(&mut page, "Enter", 13);
     let open = page.eval("document.querySelector('details.feedback').open");
-    assert_eq!(open, true);
+    assert_eq!(open, true, "Enter on the summary opens the form");
+    // Structure: one h1, the h2 of the form, every field labelled.
+    let structure = page.eval(
+        "({ h1: document.querySelectorAll('h1').length, \
+            h2: document.querySelectorAll('details h2').length, \
+            unlabelled: [...document.querySelectorAll('input:not([type=hidden]), textarea')] \
+                .filter(e => e.labels.length === 0).length })",
+    );
+    assert_eq!(structure, json!({ "h1": 1, "h2": 1, "unlabelled": 0 }));
     let comments = "장바구니에서 결제 버튼을 눌렀는데 이 화면이 나왔어요.";
     for (selector, text) in [
         ("#fb-comments", comments),
