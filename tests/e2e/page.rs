@@ -147,8 +147,18 @@ fn feedback_reaches_sentry_linked_to_the_event() {
     assert_eq!(ctx["name"], "김민지");
     assert_eq!(ctx["contact_email"], "minji@example.com");
     assert_eq!(ctx["message"], comments.replace("\r\n", "\n"));
-    // One event (the failure) and one feedback envelope; the origin never saw the form.
-    sink.assert_requests_stay(2, Duration::from_millis(500));
+    // The longest comment the form allows, in Korean (36 000 bytes encoded), gets through whole.
+    let longest = "가".repeat(4000);
+    let body = form(&[("event_id", &id), ("token", &token), ("comments", &longest)]);
+    assert_eq!(post_form(&worker, &body, "ko").status, 200);
+    let feedback = sink.wait_for_feedback(2, WAIT);
+    assert_eq!(
+        feedback[1]["contexts"]["feedback"]["message"],
+        longest.as_str()
+    );
+
+    // One event (the failure) and two feedback envelopes; the origin never saw the form.
+    sink.assert_requests_stay(3, Duration::from_millis(500));
     sink.assert_no_violations();
     assert!(origin
         .requests()
@@ -212,7 +222,7 @@ fn feedback_is_refused_without_a_valid_token_or_with_bad_fields() {
     let big = form(&[
         ("event_id", &id),
         ("token", &token),
-        ("comments", &"y".repeat(20_000)),
+        ("comments", &"y".repeat(60_000)),
     ]);
     assert_eq!(post_form(&worker, &big, "en").status, 413);
 
