@@ -47,6 +47,9 @@ fi
 if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi "Noto Sans CJK"; then
   say "installing chromium and fonts-noto-cjk (apt)"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  # A fresh image has no package lists yet.
+  $SUDO apt-get update -qq
+  # --no-install-recommends: the recommends pull in desktop packages a headless test never uses.
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium fonts-noto-cjk
 fi
 
