@@ -254,11 +254,13 @@ fn answer_failure(
     })
 }
 
+/// The page's language for the visitor's `Accept-Language` (English when nothing fits).
 fn page_language(accept_language: Option<&str>) -> &'static str {
     let available: Vec<&'static str> = page::languages().collect();
     lang::negotiate(accept_language, &available)
 }
 
+/// The isolate's feedback token key, made on first use (a bad `FEEDBACK_SECRET` is logged once).
 fn token_key(env: &Env) -> Option<TokenKey> {
     FEEDBACK_KEY.with(|cell| {
         cell.get_or_init(|| {
@@ -556,6 +558,7 @@ fn bare_response(status: u16) -> web_sys::Response {
         .unwrap_or_else(|_| JsValue::UNDEFINED.unchecked_into())
 }
 
+/// The first value of header `name` (case-insensitive) in `headers`.
 fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers
         .iter()
