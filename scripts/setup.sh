@@ -56,4 +56,15 @@ if [ ! -f "$stamp" ] || ! cmp -s tools/package-lock.json "$stamp"; then
   cp tools/package-lock.json "$stamp"
 fi
 
+# 5. Debian's Chromium for the browser tests (tests/e2e/browser.rs), and Korean fonts so the
+#    Korean pages render as visitors see them, not as boxes.
+if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi "Noto Sans CJK"; then
+  say "installing chromium and fonts-noto-cjk (apt)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  # A fresh image has no package lists yet.
+  $SUDO apt-get update -qq
+  # --no-install-recommends: the recommends pull in desktop packages a headless test never uses.
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium fonts-noto-cjk
+fi
+
 say "ready"

@@ -15,14 +15,16 @@ use crate::config::{BuildInfo, Config, ConfigError, Origin};
 use crate::dsn::Dsn;
 use crate::envelope;
 use crate::event::{self, EventInput, RequestInfo, ResponseInfo};
+use crate::feedback::{self, FeedbackContext, RateLimit, Rejection, Submission, TokenKey};
 use crate::forward::{self, HeaderEdit};
 use crate::id::EventId;
 use crate::outcome::{
     is_origin_failure, reason_phrase, BodyMeter, ErrorLink, Failure, SourceLocation,
     FAILING_BODY_PEEK_MS,
 };
-use crate::page::{prefers_json, PageInput};
+use crate::page::{self, prefers_json, PageInput};
 use crate::url::UrlParts;
+use crate::{form, lang};
 use crate::{SDK_NAME, SDK_VERSION};
 use js_sys::futures::JsFuture;
 use std::any::Any;
@@ -57,6 +59,11 @@ thread_local! {
     /// Events that could not be built or sent in this isolate: logged and counted, never turned
     /// into further events (a failing reporter must not feed itself).
     static REPORTER_FAILURES: Cell<u64> = const { Cell::new(0) };
+    /// The feedback token key: `FEEDBACK_SECRET`, else random for this isolate (`None` when no
+    /// randomness was available: feedback is then off).
+    static FEEDBACK_KEY: OnceCell<Option<TokenKey>> = const { OnceCell::new() };
+    /// At most 10 feedback submissions at once, 30 a minute, per isolate.
+    static FEEDBACK_RATE: RefCell<RateLimit> = RefCell::new(RateLimit::new(10, 30));
 }
 
 /// Takes and returns the raw `web_sys` types: `worker::Request`'s conversion would read the
@@ -90,6 +97,10 @@ async fn serve(
     ctx: &Context,
     attempt: &Attempt,
 ) -> web_sys::Response {
+    let url = req.url();
+    if UrlParts::split(&url).is_some_and(|parts| parts.path == feedback::PATH) {
+        return feedback_endpoint(req, ctx, config).await;
+    }
     if config.pass_through_on_exception {
         // Should the wasm instance itself trap (beyond what catch_unwind can stop), the runtime
         // then sends the request to the origin instead of its error page.
@@ -148,6 +159,7 @@ fn config(env: &Env) -> Rc<Config> {
                 console_error!("edgeguard: config: {error}");
             }
             UNREPORTED_CONFIG_ERRORS.with(|pending| pending.replace(errors));
+            init_token_key(env);
             Rc::new(config)
         }))
     })
@@ -470,9 +482,8 @@ fn answer_failure(
 ) -> web_sys::Response {
     let visitor = Visitor::read(req);
     // A bad ORIGIN_URL fails every request: it is reported once per isolate (as a config
-    // error), not once per request.
-    // Loops are not reported here either: the hop that sent the request sees our 508 as an
-    // origin failure and reports that.
+    // error), not once per request. A loop is not reported here either: the hop that sent the
+    // request sees our 508 as an origin failure and reports that.
     let event_id = match failed.failure {
         Failure::Misconfigured { .. } => None,
         _ if !failed.failure.is_reported() => None,
@@ -489,12 +500,18 @@ fn failure_page(
 ) -> web_sys::Response {
     let status = failed.failure.status();
     let event_hex = event_id.map(|id| id.to_hex());
+    let token = event_hex.as_deref().and_then(|id| {
+        let key = token_key()?;
+        Some(key.issue(id, js_sys::Date::now()))
+    });
     let page = PageInput {
         status,
         reason: reason_phrase(status),
         event_id: event_hex.as_deref(),
         ray_id: visitor.header("cf-ray"),
         misconfigured: matches!(failed.failure, Failure::Misconfigured { .. }),
+        lang: page_language(visitor.header("accept-language")),
+        feedback_token: token.as_deref(),
     };
     let (body, content_type) = if prefers_json(visitor.header("accept")) {
         (page.json(), "application/json")
@@ -538,6 +555,140 @@ fn report_event(
         count_reporter_failure("panicked while building an event; not sent");
         None
     })
+}
+
+/// The page's language for the visitor's `Accept-Language` (English when nothing fits).
+fn page_language(accept_language: Option<&str>) -> &'static str {
+    let available: Vec<&'static str> = page::languages().collect();
+    lang::negotiate(accept_language, &available)
+}
+
+/// The isolate's feedback token key, made with the config (a bad `FEEDBACK_SECRET` is logged
+/// once). `None` when no randomness was available: feedback is then off.
+fn token_key() -> Option<TokenKey> {
+    FEEDBACK_KEY.with(|cell| cell.get().cloned().flatten())
+}
+
+/// `FEEDBACK_SECRET`, else a random key for this isolate.
+fn init_token_key(env: &Env) {
+    FEEDBACK_KEY.with(|cell| {
+        cell.get_or_init(|| {
+            let secret = env.secret("FEEDBACK_SECRET").ok().map(|s| s.to_string());
+            if let Some(secret) = secret.filter(|s| !s.is_empty()) {
+                match TokenKey::from_secret(&secret) {
+                    Ok(key) => return Some(key),
+                    Err(error) => console_error!("edgeguard: config: {error}"),
+                }
+            }
+            let mut random = [0u8; 32];
+            match getrandom::fill(&mut random) {
+                Ok(()) => Some(TokenKey::from_random(random)),
+                Err(error) => {
+                    console_error!(
+                        "edgeguard: no randomness for a feedback key ({error}); feedback is off"
+                    );
+                    None
+                }
+            }
+        });
+    });
+}
+
+/// The feedback form's target, never proxied: answers with the thank-you (or apology) page.
+async fn feedback_endpoint(
+    req: &web_sys::Request,
+    ctx: &Context,
+    config: &Config,
+) -> web_sys::Response {
+    let headers = header_pairs(&req.headers());
+    let header = |name: &str| find_header(&headers, name);
+    let (status, reason, sent) = match accept_feedback(req, ctx, config, &headers).await {
+        Ok(()) => (200, "OK", true),
+        Err(rejection) => {
+            console_warn!("edgeguard: feedback refused: {rejection}");
+            (rejection.status(), rejection.reason(), false)
+        }
+    };
+    let body = page::feedback_html(
+        page_language(header("accept-language")),
+        status,
+        reason,
+        sent,
+    );
+    let head = req.method().eq_ignore_ascii_case("HEAD");
+    page_response(
+        status,
+        "text/html; charset=utf-8",
+        (!head).then_some(body.as_str()),
+        None,
+        None,
+    )
+    .inspect(|response| {
+        if status == 405 {
+            let _ = response.headers().set("allow", "POST");
+        }
+    })
+    .unwrap_or_else(|error| {
+        console_error!("edgeguard: could not build the feedback page: {error}");
+        bare_response(status)
+    })
+}
+
+/// Checks one submission and schedules its delivery to Sentry.
+async fn accept_feedback(
+    req: &web_sys::Request,
+    ctx: &Context,
+    config: &Config,
+    headers: &[(String, String)],
+) -> Result<(), Rejection> {
+    let header = |name: &str| find_header(headers, name);
+    let length = feedback::check_request(
+        &req.method(),
+        header("content-type"),
+        header("content-length"),
+    )?;
+    let dsn = config.dsn.as_ref().ok_or(Rejection::Disabled)?;
+    let key = token_key().ok_or(Rejection::Disabled)?;
+    let body = match req.array_buffer() {
+        Ok(promise) => JsFuture::from(promise)
+            .await
+            .map(|buffer| js_sys::Uint8Array::new(&buffer).to_vec())
+            .map_err(|_| Rejection::Invalid("body"))?,
+        Err(_) => return Err(Rejection::Invalid("body")),
+    };
+    // The runtime frames the body by Content-Length; this guards against it not doing so.
+    if body.len() > length.min(feedback::MAX_BODY_BYTES) {
+        return Err(Rejection::TooLarge);
+    }
+    let submission = Submission::from_pairs(&form::parse(&body))?;
+    let now = js_sys::Date::now();
+    key.verify(&submission.event_id, &submission.token, now)?;
+    if !FEEDBACK_RATE.with(|rate| rate.borrow_mut().allow(now)) {
+        return Err(Rejection::RateLimited);
+    }
+    let mut random = [0u8; 16];
+    getrandom::fill(&mut random).map_err(|_| Rejection::Disabled)?;
+    let id = EventId::from_random(random);
+    let release = (!config.release.is_empty()).then_some(config.release.as_str());
+    let body = feedback::feedback_envelope(
+        &submission,
+        &FeedbackContext {
+            id,
+            now_ms: now,
+            url: None,
+            environment: &config.environment,
+            release,
+        },
+    );
+    let delivery = Delivery {
+        url: dsn.envelope_url(),
+        auth: dsn.auth_header(&format!("{SDK_NAME}/{SDK_VERSION}")),
+        body,
+        id,
+        what: "feedback",
+    };
+    ctx.wait_until(delivery.send());
+    Ok(())
 }
 
 fn build_and_send(
@@ -756,6 +907,7 @@ fn page_response(
     set("x-content-type-options", "nosniff")?;
     set("content-security-policy", PAGE_CSP)?;
     set("referrer-policy", "no-referrer")?;
+    set("vary", "Accept, Accept-Language")?;
     if let Some(id) = event_id {
         set("x-sentry-id", id)?;
     }
@@ -776,6 +928,14 @@ fn bare_response(status: u16) -> web_sys::Response {
     web_sys::Response::new_with_opt_str_and_init(None, &init)
         .or_else(|_| web_sys::Response::new())
         .unwrap_or_else(|_| JsValue::UNDEFINED.unchecked_into())
+}
+
+/// The first value of header `name` (case-insensitive) in `headers`.
+fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 /// All headers as lowercase `(name, value)` pairs, in one pass over the JS iterator.

@@ -26,12 +26,16 @@ pub mod config;
 pub mod dsn;
 pub mod envelope;
 pub mod event;
+pub mod feedback;
+pub mod form;
 pub mod forward;
 pub mod id;
+pub mod lang;
 pub mod origin;
 pub mod outcome;
 pub mod page;
 pub mod scrub;
+pub mod sha256;
 pub mod time;
 pub mod url;
 

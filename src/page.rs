@@ -10,12 +10,33 @@
 //! | `{{event_id}}` | the Sentry event id to quote (empty when no event was sent) |
 //! | `{{ray_id}}` | Cloudflare's ray id (empty when absent) |
 //! | `{{misconfigured}}` | non-empty when the edge itself is misconfigured (bad `ORIGIN_URL`) |
+//! | `{{feedback_token}}` | the signed token the feedback form posts back (empty when feedback is off) |
+//! | `{{sent}}` | `feedback.html` only: non-empty when the feedback was accepted |
 //! | `{{#name}}…{{/name}}` | the inner part only when `name` is non-empty |
 //! | `{{^name}}…{{/name}}` | the inner part only when `name` is empty |
 //!
 //! Every substituted value is HTML-escaped. (`{{> file}}` partials are resolved at build time.)
+//! Each language's pages come from `www/` (English, the fallback) or `www/<lang>/`.
 
 use serde_json::{json, Map, Value};
+
+/// One language's templates, as `build.rs` embeds them.
+pub struct Language {
+    pub tag: &'static str,
+    pub default: &'static str,
+    pub feedback: &'static str,
+    /// `_name` files of the language's folder (English: of `www/`).
+    pub partials: &'static [(&'static str, &'static str)],
+    pub pages: &'static [(u16, &'static str)],
+}
+
+impl Language {
+    /// A partial from this language's folder, else from `www/` (English's).
+    fn partial(&self, name: &str) -> Option<&'static str> {
+        let find = |l: &Language| l.partials.iter().find(|(n, _)| *n == name).map(|(_, t)| *t);
+        find(self).or_else(|| templates::LANGUAGES.first().and_then(find))
+    }
+}
 
 mod templates {
     include!(concat!(env!("OUT_DIR"), "/pages.rs"));
@@ -28,17 +49,51 @@ pub struct PageInput<'a> {
     pub reason: &'a str,
     pub event_id: Option<&'a str>,
     pub ray_id: Option<&'a str>,
+    /// The language tag, one of [`languages`]; anything else gives English.
+    pub lang: &'a str,
+    /// The signed token for the feedback form; `None` hides the form.
+    pub feedback_token: Option<&'a str>,
     /// The edge cannot proxy at all (bad `ORIGIN_URL`): the page says so, without details.
     pub misconfigured: bool,
 }
 
 /// The placeholders a template may name.
-pub const PLACEHOLDERS: &[&str] = &["status", "reason", "event_id", "ray_id", "misconfigured"];
+pub const PLACEHOLDERS: &[&str] = &[
+    "status",
+    "reason",
+    "event_id",
+    "ray_id",
+    "feedback_token",
+    "sent",
+    "misconfigured",
+];
+
+/// The languages with pages, English (the fallback) first.
+pub fn languages() -> impl Iterator<Item = &'static str> {
+    templates::LANGUAGES.iter().map(|l| l.tag)
+}
+
+fn language(tag: &str) -> Option<&'static Language> {
+    templates::LANGUAGES
+        .iter()
+        .find(|l| l.tag == tag)
+        .or_else(|| templates::LANGUAGES.first())
+}
 
 impl PageInput<'_> {
-    /// The HTML page, from `www/<status>.html` when present, else `www/default.html`.
+    /// The HTML page, from the language's `<status>.html` when present, else its `default.html`.
     pub fn html(&self) -> String {
-        render(template_for(self.status), |name| self.value(name))
+        let Some(language) = language(self.lang) else {
+            return String::new();
+        };
+        let template = language
+            .pages
+            .iter()
+            .find(|(s, _)| *s == self.status)
+            .map_or(language.default, |(_, page)| page);
+        let mut out = String::with_capacity(template.len() + 4096);
+        render_into(&mut out, template, &|name| self.value(name), Some(language));
+        out
     }
 
     /// `{"event_id":…,"ray_id":…,"reason":…,"status":…}`; absent ids are left out.
@@ -62,22 +117,39 @@ impl PageInput<'_> {
             "event_id" => self.event_id.unwrap_or_default().to_owned(),
             "ray_id" => self.ray_id.unwrap_or_default().to_owned(),
             "misconfigured" => if self.misconfigured { "1" } else { "" }.to_owned(),
+            // The form needs both: a token without an id to link to is useless.
+            "feedback_token" if self.event_id.is_some() => {
+                self.feedback_token.unwrap_or_default().to_owned()
+            }
             _ => String::new(),
         }
     }
 }
 
-/// The template for a status: its own file if `www/` has one, else the default.
-pub fn template_for(status: u16) -> &'static str {
-    templates::PAGES
-        .iter()
-        .find(|(s, _)| *s == status)
-        .map_or(templates::DEFAULT_PAGE, |(_, page)| page)
+/// The page answering a feedback POST: thanks when `sent`, else an apology with `status`.
+pub fn feedback_html(lang: &str, status: u16, reason: &str, sent: bool) -> String {
+    let Some(language) = language(lang) else {
+        return String::new();
+    };
+    let value = |name: &str| match name {
+        "status" => status.to_string(),
+        "reason" => reason.to_owned(),
+        "sent" if sent => "1".to_owned(),
+        _ => String::new(),
+    };
+    let mut out = String::with_capacity(language.feedback.len() + 4096);
+    render_into(&mut out, language.feedback, &value, Some(language));
+    out
 }
 
-/// Every embedded template, default first, for checks.
+/// Every embedded template and partial, for checks.
 pub fn all_templates() -> impl Iterator<Item = &'static str> {
-    std::iter::once(templates::DEFAULT_PAGE).chain(templates::PAGES.iter().map(|(_, p)| *p))
+    templates::LANGUAGES.iter().flat_map(|l| {
+        [l.default, l.feedback]
+            .into_iter()
+            .chain(l.pages.iter().map(|(_, p)| *p))
+            .chain(l.partials.iter().map(|(_, p)| *p))
+    })
 }
 
 /// True when the client asked for JSON more than for HTML (`Accept` with q-values). A missing
@@ -104,11 +176,18 @@ pub fn prefers_json(accept: Option<&str>) -> bool {
 /// Renders `template`, asking `value` for each placeholder. Malformed tags are copied as text.
 pub fn render(template: &str, value: impl Fn(&str) -> String) -> String {
     let mut out = String::with_capacity(template.len() + 64);
-    render_into(&mut out, template, &value);
+    render_into(&mut out, template, &value, None);
     out
 }
 
-fn render_into(out: &mut String, mut rest: &str, value: &dyn Fn(&str) -> String) {
+/// Renders into `out`. `{{> _name}}` includes a partial of `partials`' language (one level:
+/// a partial's own `{{> }}` tags render as nothing, so no include can loop).
+fn render_into(
+    out: &mut String,
+    mut rest: &str,
+    value: &dyn Fn(&str) -> String,
+    partials: Option<&Language>,
+) {
     while let Some(start) = rest.find("{{") {
         let (text, tail) = rest.split_at(start);
         out.push_str(text);
@@ -133,12 +212,18 @@ fn render_into(out: &mut String, mut rest: &str, value: &dyn Fn(&str) -> String)
                 };
                 let inner = after.get(..close_at).unwrap_or_default();
                 if value(name.trim()).is_empty() != when_present {
-                    render_into(out, inner, value);
+                    render_into(out, inner, value, partials);
                 }
                 rest = after.get(close_at + close.len()..).unwrap_or_default();
             }
             None => {
-                escape_html_into(out, &value(tag));
+                if let Some(name) = tag.strip_prefix('>') {
+                    if let Some(text) = partials.and_then(|l| l.partial(name.trim())) {
+                        render_into(out, text, value, None);
+                    }
+                } else {
+                    escape_html_into(out, &value(tag));
+                }
                 rest = after;
             }
         }
@@ -209,6 +294,8 @@ mod tests {
             event_id: Some("0123456789abcdef0123456789abcdef"),
             ray_id: Some("8f00-AMS"),
             misconfigured: false,
+            lang: "en",
+            feedback_token: None,
         };
         let html = with.html();
         assert!(html.contains("0123456789abcdef0123456789abcdef"));
@@ -226,28 +313,37 @@ mod tests {
 
     #[test]
     fn every_status_gets_a_page_and_templates_use_known_placeholders() {
-        for status in [500, 501, 502, 503, 504, 520, 599] {
+        for (lang, status) in
+            languages().flat_map(|l| [500, 501, 502, 503, 504, 520, 599].map(move |s| (l, s)))
+        {
             let page = PageInput {
                 status,
                 reason: "R",
                 event_id: Some("e"),
                 ray_id: Some("r"),
                 misconfigured: false,
+                lang,
+                feedback_token: Some("1.ab"),
             };
             let html = page.html();
             assert!(html.starts_with("<!doctype html>"), "{status}");
             assert!(!html.contains("{{"), "{status}: leftover tag");
+            assert!(html.contains(&format!("<html lang=\"{lang}\"")), "{lang}");
+            // The shared partials were included: the CSS and the feedback form.
+            assert!(html.contains(":root{color-scheme:light dark"), "{lang}");
+            assert!(html.contains("action=\"/.edgeguard/feedback\""), "{lang}");
         }
         for template in all_templates() {
             let mut rest = template;
             while let Some(start) = rest.find("{{") {
                 let tail = &rest[start + 2..];
                 let end = tail.find("}}").unwrap();
-                let name = tail[..end]
-                    .trim()
-                    .trim_start_matches(['#', '^', '/'])
-                    .trim();
-                assert!(PLACEHOLDERS.contains(&name), "unknown placeholder {name:?}");
+                let tag = tail[..end].trim();
+                let name = tag.trim_start_matches(['#', '^', '/']).trim();
+                assert!(
+                    tag.starts_with('>') || PLACEHOLDERS.contains(&name),
+                    "unknown placeholder {name:?}"
+                );
                 rest = &tail[end..];
             }
         }
@@ -261,9 +357,163 @@ mod tests {
             event_id: Some("\"><script>"),
             ray_id: None,
             misconfigured: false,
+            lang: "ko",
+            feedback_token: Some("\"><script>"),
         };
         let html = page.html();
         assert!(!html.contains("<script>"), "{html}");
+    }
+
+    const ID: &str = "0123456789abcdef0123456789abcdef";
+
+    fn full(lang: &'static str, status: u16) -> PageInput<'static> {
+        PageInput {
+            status,
+            reason: "Gateway Timeout",
+            event_id: Some(ID),
+            ray_id: Some("8f0c2a9b1d3e4f56-AMS"),
+            lang,
+            feedback_token: Some("1795521600.0123456789abcdef0123456789abcdef"),
+            misconfigured: false,
+        }
+    }
+
+    #[test]
+    fn english_and_korean_are_built_in_english_first() {
+        let langs: Vec<_> = languages().collect();
+        assert_eq!(langs.first(), Some(&"en"));
+        assert!(langs.contains(&"ko"), "{langs:?}");
+        let ko = full("ko", 502).html();
+        assert!(ko.contains("<html lang=\"ko\">"));
+        assert!(ko.contains("사이트에 연결할 수 없습니다"), "{ko}");
+        assert!(ko.contains("다시 시도"));
+        // Unknown language: English.
+        let xx = full("xx", 502).html();
+        assert!(xx.contains("<html lang=\"en\">"));
+        assert_eq!(xx, full("en", 502).html());
+    }
+
+    #[test]
+    fn feedback_form_needs_an_event_and_a_token() {
+        let html = full("en", 500).html();
+        assert!(html.contains(r#"<form method="post" action="/.edgeguard/feedback">"#));
+        assert!(html.contains(&format!(r#"name="event_id" value="{ID}""#)));
+        assert!(
+            html.contains(r#"name="token" value="1795521600.0123456789abcdef0123456789abcdef""#)
+        );
+        for page in [
+            PageInput {
+                feedback_token: None,
+                ..full("en", 500)
+            },
+            PageInput {
+                event_id: None,
+                ..full("en", 500)
+            },
+        ] {
+            let html = page.html();
+            assert!(!html.contains("<form"), "{html}");
+            assert!(!html.contains("feedback"), "{html}");
+        }
+    }
+
+    /// The issue's budget: every page under 10 KB with the longest values it can carry.
+    #[test]
+    fn every_page_is_under_10_kb() {
+        for lang in languages() {
+            for status in [500, 502, 503, 504, 520] {
+                let len = full(lang, status).html().len();
+                eprintln!("page size {lang}/{status}: {len} bytes");
+                assert!(len < 10 * 1024, "{lang}/{status}: {len} bytes");
+            }
+            for sent in [true, false] {
+                let len = feedback_html(lang, 403, "Forbidden", sent).len();
+                eprintln!("page size {lang}/feedback (sent: {sent}): {len} bytes");
+                assert!(len < 10 * 1024, "{lang}/feedback: {len} bytes");
+            }
+        }
+    }
+
+    #[test]
+    fn feedback_page_thanks_or_apologises() {
+        let thanks = feedback_html("en", 200, "OK", true);
+        assert!(thanks.contains("Thank you"), "{thanks}");
+        assert!(!thanks.contains("could not be sent"));
+        let sorry = feedback_html("en", 403, "Forbidden", false);
+        assert!(
+            sorry.contains("could not be sent") && sorry.contains("403"),
+            "{sorry}"
+        );
+        let ko = feedback_html("ko-KR-not-negotiated", 200, "OK", true);
+        assert!(ko.contains("<html lang=\"en\">"));
+        let ko = feedback_html("ko", 200, "OK", true);
+        assert!(ko.contains("감사합니다") && ko.contains("<html lang=\"ko\">"));
+        for page in [thanks, sorry, ko] {
+            assert!(!page.contains("{{"), "{page}");
+        }
+    }
+
+    /// WCAG 2.x contrast of the theme colours in `www/_style.css`, light and dark: text ≥ 4.5:1
+    /// (AA), input borders and the focus ring ≥ 3:1 (non-text contrast).
+    #[test]
+    fn both_themes_meet_wcag_aa_contrast() {
+        let css = include_str!("../www/_style.css");
+        let (light, dark) = css
+            .split_once("@media (prefers-color-scheme:dark)")
+            .unwrap();
+        let vars = |block: &str| -> Vec<(String, String)> {
+            block
+                .split(['{', ';', '}'])
+                .filter_map(|decl| decl.trim().strip_prefix("--")?.split_once(':'))
+                .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+                .collect()
+        };
+        let luminance = |hex: &str| {
+            let hex = hex.trim_start_matches('#');
+            let hex = if hex.len() == 3 {
+                hex.chars().flat_map(|c| [c, c]).collect()
+            } else {
+                hex.to_string()
+            };
+            let channel = |i: usize| {
+                let c = f64::from(u8::from_str_radix(&hex[i..i + 2], 16).unwrap()) / 255.0;
+                if c <= 0.03928 {
+                    c / 12.92
+                } else {
+                    ((c + 0.055) / 1.055).powf(2.4)
+                }
+            };
+            0.2126 * channel(0) + 0.7152 * channel(2) + 0.0722 * channel(4)
+        };
+        let light_vars = vars(light);
+        let dark_block = dark.split("}}").next().unwrap();
+        for (theme, overrides) in [("light", vec![]), ("dark", vars(dark_block))] {
+            let get = |name: &str| {
+                overrides
+                    .iter()
+                    .chain(&light_vars)
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_else(|| panic!("--{name} missing"))
+            };
+            for (fg, bg, need) in [
+                ("fg", "card", 4.5),
+                ("fg", "bg", 4.5),
+                ("fg", "code", 4.5),
+                ("muted", "card", 4.5),
+                ("accent", "card", 4.5),
+                ("on-accent", "accent", 4.5),
+                ("field", "card", 3.0),
+                ("accent", "bg", 3.0),
+            ] {
+                let (a, b) = (luminance(&get(fg)), luminance(&get(bg)));
+                let ratio = (a.max(b) + 0.05) / (a.min(b) + 0.05);
+                assert!(
+                    ratio >= need,
+                    "{theme}: --{fg} on --{bg} is {ratio:.2}:1, need {need}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -273,10 +523,14 @@ mod tests {
             reason: "Internal Server Error",
             event_id: None,
             ray_id: None,
+            lang: "en",
+            feedback_token: None,
             misconfigured: true,
         };
         let html = page.html();
         assert!(html.contains("misconfigured"), "{html}");
+        let ko = PageInput { lang: "ko", ..page }.html();
+        assert!(ko.contains("설정이 잘못되었습니다"), "{ko}");
         let normal = PageInput {
             misconfigured: false,
             ..page
@@ -293,6 +547,8 @@ mod tests {
             event_id: Some("ab"),
             ray_id: None,
             misconfigured: false,
+            lang: "en",
+            feedback_token: None,
         };
         assert_eq!(
             page.json(),

@@ -244,6 +244,57 @@ fn workerd_config_names_modules_as_index_js_imports_them() {
 }
 
 #[test]
+fn sink_checks_feedback_items_field_by_field() {
+    let fid = "fedcba9876543210fedcba9876543210";
+    let envelope = |payload: &str| {
+        format!(
+            "{{\"event_id\":\"{fid}\"}}\n{{\"type\":\"feedback\",\"length\":{}}}\n{payload}\n",
+            payload.len()
+        )
+        .into_bytes()
+    };
+    let good = format!(
+        r#"{{"event_id":"{fid}","type":"feedback","timestamp":1.0,"contexts":{{"feedback":{{"message":"hi","associated_event_id":"{ID}","name":"A"}}}}}}"#
+    );
+    let (_, items) = parse_envelope(&envelope(&good)).unwrap();
+    assert_eq!(items[0].header["type"], "feedback");
+    let bad = [
+        (
+            "id mismatch",
+            good.replace(
+                &format!("\"event_id\":\"{fid}\""),
+                &format!("\"event_id\":\"{ID}\""),
+            ),
+        ),
+        (
+            "wrong type",
+            good.replace("\"type\":\"feedback\"", "\"type\":\"event\""),
+        ),
+        (
+            "empty message",
+            good.replace("\"message\":\"hi\"", "\"message\":\" \""),
+        ),
+        ("bad association", good.replace(ID, "nothex")),
+        ("self association", good.replace(ID, fid)),
+        (
+            "unknown key",
+            good.replace("\"name\":\"A\"", "\"user\":\"A\""),
+        ),
+        ("non-string", good.replace("\"name\":\"A\"", "\"name\":1")),
+        (
+            "no context",
+            format!(r#"{{"event_id":"{fid}","type":"feedback","timestamp":1.0}}"#),
+        ),
+    ];
+    for (what, payload) in bad {
+        assert!(
+            parse_envelope(&envelope(&payload)).is_err(),
+            "{what}: {payload}"
+        );
+    }
+}
+
+#[test]
 fn origin_drip_holds_the_second_half_until_released() {
     let origin = Origin::start();
     let mut resp = Request::get("/drip/1000")

@@ -12,11 +12,13 @@
 
 mod support;
 
+mod browser;
 mod bugsink;
 mod config;
 mod failures;
 mod forwarding;
 mod harness;
+mod page;
 mod proxy;
 mod reporting;
 mod security;

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // a harness API: not every helper is used by every test
 
+pub mod browser;
 pub mod http;
 pub mod origin;
 pub mod server;

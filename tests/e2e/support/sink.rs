@@ -2,6 +2,8 @@
 //! `POST /api/<project>/envelope/` with the right content type and auth, parses
 //! the envelope exactly as Relay would (header line, then items framed by
 //! `length`), and records anything else as a violation answered with 400.
+//! `event` and `feedback` items (Sentry's user feedback: an event of `type: "feedback"` with
+//! `contexts.feedback`) are checked field by field.
 //! Tests end with `sink.assert_no_violations()`.
 
 use std::net::TcpStream;
@@ -49,6 +51,14 @@ impl Envelope {
         self.items
             .iter()
             .find(|i| i.header["type"] == "event")
+            .map(|i| serde_json::from_slice(&i.payload).expect("checked on receipt"))
+    }
+
+    /// The parsed payload of the `feedback` item, if any.
+    pub fn feedback(&self) -> Option<Value> {
+        self.items
+            .iter()
+            .find(|i| i.header["type"] == "feedback")
             .map(|i| serde_json::from_slice(&i.payload).expect("checked on receipt"))
     }
 }
@@ -283,6 +293,9 @@ pub fn parse_envelope(body: &[u8]) -> Result<(Value, Vec<Item>), String> {
                 return Err("more than one event item".into());
             }
         }
+        if ty == "feedback" {
+            check_feedback(&header, &payload)?;
+        }
         items.push(Item {
             header: ih,
             payload,
@@ -292,6 +305,65 @@ pub fn parse_envelope(body: &[u8]) -> Result<(Value, Vec<Item>), String> {
         return Err("envelope has no items".into());
     }
     Ok((header, items))
+}
+
+/// A `feedback` item as Sentry documents it (develop.sentry.dev, envelope items, "User
+/// Feedback"): an event whose own `event_id` is the envelope's, `type: "feedback"`, and
+/// `contexts.feedback` with a non-empty `message` and an optional `associated_event_id`.
+fn check_feedback(header: &Value, payload: &[u8]) -> Result<(), String> {
+    let fb = json_object_line(payload, "feedback payload")?;
+    if !is_event_id(&fb["event_id"]) || header["event_id"] != fb["event_id"] {
+        return Err(format!(
+            "feedback event_id {} must be 32 lowercase hex and equal the envelope's {}",
+            fb["event_id"], header["event_id"]
+        ));
+    }
+    if fb["type"] != "feedback" {
+        return Err(format!("feedback payload type must be \"feedback\": {fb}"));
+    }
+    if !(fb["timestamp"].is_number() || fb["timestamp"].is_string()) {
+        return Err(format!("feedback without timestamp: {fb}"));
+    }
+    let ctx = &fb["contexts"]["feedback"];
+    let Some(map) = ctx.as_object() else {
+        return Err(format!("feedback without contexts.feedback: {fb}"));
+    };
+    if ctx["message"].as_str().is_none_or(|m| m.trim().is_empty()) {
+        return Err(format!(
+            "contexts.feedback.message must be a non-empty string: {ctx}"
+        ));
+    }
+    if let Some(assoc) = map.get("associated_event_id") {
+        if !is_event_id(assoc) {
+            return Err(format!(
+                "associated_event_id is not 32 lowercase hex: {assoc}"
+            ));
+        }
+        if assoc == &fb["event_id"] {
+            return Err("associated_event_id must be the failure's id, not the feedback's".into());
+        }
+    }
+    for key in map.keys() {
+        if !matches!(
+            key.as_str(),
+            "message"
+                | "contact_email"
+                | "name"
+                | "associated_event_id"
+                | "url"
+                | "source"
+                | "replay_id"
+        ) {
+            return Err(format!("unknown contexts.feedback key {key:?}"));
+        }
+        if !map[key].is_string() {
+            return Err(format!(
+                "contexts.feedback.{key} must be a string: {}",
+                map[key]
+            ));
+        }
+    }
+    Ok(())
 }
 
 pub struct Sink {
@@ -376,6 +448,28 @@ impl Sink {
                     "sink ({:?}) got {} event(s) within {timeout:?}, expected {n}; {} request(s), violations: {:?}",
                     self.mode,
                     events.len(),
+                    st.requests,
+                    st.violations
+                );
+            }
+            st = wait_timeout(&self.shared.cv, st, left);
+        }
+    }
+
+    /// Waits (bounded) for at least `n` feedback items; panics with what arrived on timeout.
+    pub fn wait_for_feedback(&self, n: usize, timeout: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        let mut st = lock(&self.shared.state);
+        loop {
+            let found: Vec<Value> = st.envelopes.iter().filter_map(Envelope::feedback).collect();
+            if found.len() >= n {
+                return found;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                panic!(
+                    "sink got {} feedback item(s) within {timeout:?}, expected {n}; {} request(s), violations: {:?}",
+                    found.len(),
                     st.requests,
                     st.violations
                 );
