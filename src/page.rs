@@ -156,21 +156,21 @@ pub fn all_templates() -> impl Iterator<Item = &'static str> {
 /// header, `*/*` or a browser's usual header gives HTML.
 pub fn prefers_json(accept: Option<&str>) -> bool {
     let Some(accept) = accept else { return false };
-    let (mut json_q, mut html_q) = (0.0f32, 0.0f32);
+    let (mut json_q, mut html_q) = (0u16, 0u16);
     for range in accept.split(',') {
         let mut parts = range.split(';');
         let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
         let q = parts
             .filter_map(|p| p.trim().strip_prefix("q="))
-            .find_map(|q| q.trim().parse::<f32>().ok())
-            .unwrap_or(1.0);
+            .find_map(crate::lang::parse_q)
+            .unwrap_or(1000);
         if media == "application/json" || media.ends_with("+json") {
             json_q = json_q.max(q);
         } else if media == "text/html" || media == "application/xhtml+xml" {
             html_q = html_q.max(q);
         }
     }
-    json_q > 0.0 && json_q > html_q
+    json_q > 0 && json_q > html_q
 }
 
 /// Renders `template`, asking `value` for each placeholder. Malformed tags are copied as text.

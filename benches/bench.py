@@ -1,0 +1,648 @@
+#!/usr/bin/env python3
+"""edgeguard vs the JS SDKs, side by side, on loopback. Run through scripts/bench.sh.
+
+Everything runs on 127.0.0.1 and is stopped by PID at the end (or on Ctrl-C):
+- nginx: the origin (/1k: 1 KiB 200, /1m: 1 MiB 200, /64m: 64 MiB 200, /500: a 500) and, on a
+  second port, the Sentry sink, which answers 200 to every POST /api/<id>/envelope/ and logs one
+  line per envelope (that log is how events are counted);
+- one workerd process per worker, started directly from a generated capnp config (no wrangler).
+
+Phases: cold starts (process start to first 200, several per worker, interleaved; each cold
+process then streams 64 MiB and its peak RSS growth is recorded), then load with wrk, interleaved
+(every round runs every scenario against every target, the target order rotating) so machine
+drift hits all alike. CPU per request is the workerd process's utime+stime (from /proc) over the
+run divided by the requests wrk completed. Prints one Markdown table and writes it to --out.
+
+It is a benchmark, not a test: it asserts nothing about speed. It does refuse to report a target
+that answers wrongly (wrong status, origin body leaked, no event id on the page).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import http.client
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+COMPATIBILITY_DATE = "2026-11-01"  # as wrangler.toml and the e2e harness
+DSN_KEY = "benchpublickey0123456789abcdef0"
+SCENARIOS = [("1k", "/1k", 200), ("1m", "/1m", 200), ("500", "/500", 500)]
+ORIGIN_500_BODY = "origin debug page: Traceback DEBUG-SECRET"
+
+WRK_LUA = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "BENCH requests=%d duration_us=%d p50_us=%d p99_us=%d status_errors=%d socket_errors=%d\\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.status, e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+def log(msg: str) -> None:
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# Processes
+
+
+class Procs:
+    """Everything we start, stopped by PID (its own process group) in reverse order."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, args: list[str], logfile: Path, cwd: Path | None = None) -> subprocess.Popen:
+        out = open(logfile, "ab")
+        p = subprocess.Popen(args, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                             start_new_session=True)
+        out.close()
+        self.procs.append(p)
+        return p
+
+    def stop(self, p: subprocess.Popen) -> None:
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(timeout=5)
+        if p in self.procs:
+            self.procs.remove(p)
+
+    def stop_all(self) -> None:
+        for p in reversed(list(self.procs)):
+            self.stop(p)
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of a process, all threads, in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def status_kib(pid: int, key: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def get(port: int, path: str, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        body = r.read()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, body
+    finally:
+        conn.close()
+
+
+def drain(port: int, path: str, timeout: float = 60.0) -> int:
+    """GET and read the body in chunks without keeping it; returns the byte count."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        n = 0
+        while chunk := r.read(1 << 16):
+            n += len(chunk)
+        return n
+    finally:
+        conn.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# Origin + sink (nginx)
+
+
+def nginx_config(state: Path, origin_port: int, sink_port: int) -> str:
+    tmp = state / "nginx-tmp"
+    temp_paths = "\n".join(
+        f"  {name}_temp_path {tmp}/{name};"
+        for name in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"])
+    return f"""
+worker_processes 1;
+daemon off;
+pid {state}/nginx.pid;
+error_log {state}/nginx-error.log warn;
+{'user root;' if os.geteuid() == 0 else ''}
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 10000000;
+  keepalive_timeout 120s;
+  sendfile on;
+  tcp_nopush on;
+  default_type application/octet-stream;
+{temp_paths}
+  log_format envelope '$request_method $status $content_length';
+
+  # The origin.
+  server {{
+    listen 127.0.0.1:{origin_port} reuseport backlog=4096;
+    root {state}/www;
+    # Each 500 served is logged: the exact number of failures the workers saw.
+    location = /500 {{
+      access_log {state}/origin-500.log envelope buffer=64k flush=100ms;
+      return 500 "{ORIGIN_500_BODY}\\n";
+    }}
+    location / {{ }}
+  }}
+
+  # The Sentry sink: counts envelopes, one log line each.
+  server {{
+    listen 127.0.0.1:{sink_port} backlog=4096;
+    client_max_body_size 1m;
+    client_body_buffer_size 1m;
+    location ~ ^/api/[0-9]+/envelope/$ {{
+      access_log {state}/sink.log envelope;
+      if ($request_method != POST) {{ return 405; }}
+      return 200 '{{}}';
+    }}
+    location / {{ return 400; }}
+  }}
+}}
+"""
+
+
+def write_origin_files(www: Path) -> None:
+    www.mkdir(parents=True, exist_ok=True)
+    block = bytes(range(32, 127)) * 11 + b"\n"  # printable, 1046 bytes
+    (www / "1k").write_bytes(block[:1024])
+    mib = (block * 1100)[: 1 << 20]
+    (www / "1m").write_bytes(mib)
+    with open(www / "64m", "wb") as f:
+        for _ in range(64):
+            f.write(mib)
+
+
+def count_lines(path: Path, prefix: bytes) -> int:
+    try:
+        with open(path, "rb") as f:
+            return sum(1 for line in f if line.startswith(prefix))
+    except FileNotFoundError:
+        return 0
+
+
+def sink_count(state: Path) -> int:
+    return count_lines(state / "sink.log", b"POST 200 ")
+
+
+def origin_500s(state: Path) -> int:
+    return count_lines(state / "origin-500.log", b"GET 500 ")
+
+
+def sink_settled(state: Path, max_wait: float = 10.0) -> int:
+    """The sink's count once it has not moved for a second (reports run after the response)."""
+    last, since = sink_count(state), time.monotonic()
+    deadline = time.monotonic() + max_wait
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        n = sink_count(state)
+        if n != last:
+            last, since = n, time.monotonic()
+        elif time.monotonic() - since >= 1.0:
+            break
+    return last
+
+
+# ------------------------------------------------------------------------------------------------
+# Workers under workerd
+
+
+@dataclass
+class Target:
+    name: str
+    port: int
+    modules: list[Path] = field(default_factory=list)  # main module first; empty for the origin
+    flags: list[str] = field(default_factory=list)
+    reports: bool = True  # sends an event per 5xx
+    dir: Path | None = None
+    proc: subprocess.Popen | None = None
+
+    @property
+    def slug(self) -> str:
+        return "".join(c if c.isalnum() else "-" for c in self.name).strip("-")
+
+    @property
+    def is_origin(self) -> bool:
+        return not self.modules
+
+    def upload(self) -> tuple[int, int]:
+        raw = sum(m.stat().st_size for m in self.modules)
+        gz = sum(len(gzip.compress(m.read_bytes(), 9)) for m in self.modules)
+        return raw, gz
+
+
+def capnp_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_worker_dir(t: Target, state: Path, vars_: dict[str, str]) -> None:
+    d = state / "workers" / t.slug
+    d.mkdir(parents=True, exist_ok=True)
+    mods = []
+    for m in t.modules:
+        shutil.copy(m, d / m.name)
+        kind = "wasm" if m.name.endswith(".wasm") else "esModule"
+        mods.append(f"    (name = {capnp_str(m.name)}, {kind} = embed {capnp_str(m.name)}),")
+    binds = [f"    (name = {capnp_str(k)}, text = {capnp_str(v)})," for k, v in vars_.items()]
+    (d / "config.capnp").write_text(f"""using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [
+    (name = "main", worker = .w),
+    # workerd's implicit "internet" reaches only public addresses; origin and sink are local.
+    (name = "internet", network = (allow = ["public", "private", "local"])),
+  ],
+  sockets = [(name = "http", address = "127.0.0.1:{t.port}", http = (), service = "main")],
+);
+const w :Workerd.Worker = (
+  modules = [
+{chr(10).join(mods)}
+  ],
+  compatibilityDate = "{COMPATIBILITY_DATE}",
+  compatibilityFlags = [{", ".join(capnp_str(f) for f in t.flags)}],
+  bindings = [
+{chr(10).join(binds)}
+  ],
+  globalOutbound = "internet",
+);
+""")
+    t.dir = d
+
+
+def start_worker(t: Target, procs: Procs, workerd: Path, state: Path) -> subprocess.Popen:
+    assert t.dir is not None
+    return procs.start([str(workerd), "serve", str(t.dir / "config.capnp")],
+                       state / f"workerd-{t.slug}.log", cwd=t.dir)
+
+
+def wait_200(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> float:
+    """Polls GET /1k until a 200; returns the time of that 200 (monotonic)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"workerd on port {port} exited ({proc.returncode})")
+        try:
+            status, _, _ = get(port, "/1k", timeout=2.0)
+            if status == 200:
+                return time.monotonic()
+        except OSError:
+            pass
+        time.sleep(0.002)
+    raise RuntimeError(f"no 200 from port {port} within {timeout}s")
+
+
+# ------------------------------------------------------------------------------------------------
+# Load
+
+
+@dataclass
+class Run:
+    requests: int = 0
+    seconds: float = 0.0
+    cpu_s: float = 0.0
+    p50_us: list[int] = field(default_factory=list)
+    p99_us: list[int] = field(default_factory=list)
+    status_errors: int = 0
+    socket_errors: int = 0
+    events: int = 0
+    idle_p50_us: int = 0  # p50 with one connection: latency without queueing
+    origin_500s: int = 0  # 500s the origin served during the run (the failures the worker saw)
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_us(self) -> float:
+        return self.cpu_s * 1e6 / self.requests if self.requests else 0.0
+
+
+def wrk(port: int, path: str, args: argparse.Namespace, lua: Path, seconds: float,
+        connections: int | None = None) -> dict[str, int]:
+    c = connections or args.connections
+    run = subprocess.run(
+        ["wrk", f"-t{min(args.threads, c)}", f"-c{c}", f"-d{max(1, round(seconds))}s", "--timeout", "5s",
+         "-s", str(lua), f"http://127.0.0.1:{port}{path}"],
+        capture_output=True, text=True, timeout=seconds + 60)
+    if run.returncode != 0:
+        raise RuntimeError(f"wrk failed ({run.returncode}): {run.stderr.strip()}")
+    out = run.stdout
+    line = next(l for l in out.splitlines() if l.startswith("BENCH "))
+    return {k: int(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
+
+
+def check_target(t: Target, state: Path) -> None:
+    """Refuses to benchmark a target that does not do the job."""
+    status, _, body = get(t.port, "/1k")
+    if status != 200 or len(body) != 1024:
+        raise RuntimeError(f"{t.name}: GET /1k gave {status} with {len(body)} bytes")
+    before = sink_count(state)
+    status, headers, body = get(t.port, "/500")
+    if status != 500:
+        raise RuntimeError(f"{t.name}: GET /500 gave {status}")
+    if not t.reports:
+        return
+    if b"DEBUG-SECRET" in body:
+        raise RuntimeError(f"{t.name}: GET /500 leaked the origin's body")
+    event_id = headers.get("x-sentry-id", "")
+    if len(event_id) != 32:
+        raise RuntimeError(f"{t.name}: GET /500 page has no event id (x-sentry-id={event_id!r})")
+    if sink_settled(state) - before != 1:
+        raise RuntimeError(f"{t.name}: GET /500 did not send exactly one envelope")
+
+
+# ------------------------------------------------------------------------------------------------
+# Report
+
+
+def fmt_int(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def ratio(x: float, base: float) -> str:
+    return f"{x / base:.2f}×" if base else "–"
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores (shared by wrk, nginx and workerd), {platform.system()} {platform.release()}"
+
+
+def render(targets: list[Target], runs: dict[tuple[str, str], Run], cold: dict[str, list[float]],
+           stream: dict[str, list[int]], args: argparse.Namespace, versions: dict[str, str]) -> str:
+    base = "js-passthrough"
+    out = ["# Benchmark results", "",
+           "Written by `scripts/bench.sh` (see benches/README.md for what is measured and how); "
+           "re-run it to refresh.", ""]
+    out.append(f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}; "
+               f"workerd {versions.get('workerd', '?')}, wrk -t{args.threads} -c{args.connections}, "
+               f"{args.rounds} interleaved rounds × {args.duration:g} s per cell.")
+    out.append("")
+    for scen, path, _ in SCENARIOS:
+        b = runs.get((base, scen))
+        out.append(f"**{path}** ({'origin 500' if scen == '500' else 'origin 200, ' + ('1 KiB' if scen == '1k' else '1 MiB')})")
+        out.append("")
+        hdr = "| target | req/s | × JS | p50 ms | p99 ms | CPU µs/req | × JS | p50 ms, 1 conn |"
+        sep = "|---|--:|--:|--:|--:|--:|--:|--:|"
+        if scen == "500":
+            hdr += " events per 5xx |"
+            sep += "--:|"
+        out.append(hdr)
+        out.append(sep)
+        for t in targets:
+            r = runs.get((t.name, scen))
+            if r is None:
+                continue
+            p50 = statistics.median(r.p50_us) / 1000
+            p99 = statistics.median(r.p99_us) / 1000
+            row = (f"| {t.name} | {fmt_int(r.rps)} | {ratio(r.rps, b.rps) if b else '–'} | {p50:.2f} | "
+                   f"{p99:.2f} | {r.cpu_us:.0f} | {ratio(r.cpu_us, b.cpu_us) if b else '–'} | "
+                   f"{r.idle_p50_us / 1000:.2f} |")
+            if scen == "500":
+                if t.is_origin or not t.reports:
+                    row += " – |"
+                else:
+                    row += f" {r.events / r.origin_500s:.3f} |" if r.origin_500s else " – |"
+            errs = r.socket_errors + (r.status_errors if scen != "500" else 0)
+            if errs:
+                row = row[:-1] + f"| ⚠ {errs} errors |"
+            out.append(row)
+        out.append("")
+    out.append("**Upload and start**")
+    out.append("")
+    out.append("| target | upload raw KB | upload gzip KB | cold start ms (median) | × JS | 64 MiB stream: peak RSS growth MiB |")
+    out.append("|---|--:|--:|--:|--:|--:|")
+    bcold = statistics.median(cold[base]) if cold.get(base) else 0.0
+    for t in targets:
+        if t.is_origin:
+            continue
+        raw, gz = t.upload()
+        c = statistics.median(cold[t.name]) if cold.get(t.name) else 0.0
+        s = max(stream.get(t.name, [0])) / 1024
+        out.append(f"| {t.name} | {raw / 1000:.1f} | {gz / 1000:.1f} | {c:.0f} | "
+                   f"{'+%.0f ms' % (c - bcold) if t.name != base else '–'} | {s:.1f} |")
+    out.append("")
+    out.append("req/s, p50, p99 and CPU are under load (wrk -c as above, so p50 includes queueing); "
+               "'p50 ms, 1 conn' is a separate pass with one connection: one request's own latency. "
+               "CPU is the serving process's utime+stime over the run divided by completed requests "
+               "(the origin row: nginx's worker). Events per 5xx counts envelopes the sink received "
+               "(after waiting for `waitUntil` work to finish) over the 500s the origin served to the "
+               "worker in the same run. Upload sizes: the files uploaded "
+               "(edgeguard: index.js + index_bg.wasm; JS workers: the esbuild --minify bundle), gzip -9 "
+               "per file. Cold start: process start to the first 200 on /1k.")
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=int, default=8, help="seconds of load per cell per round")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cold-starts", type=int, default=5)
+    ap.add_argument("--idle-seconds", type=int, default=2, help="seconds per cell of the 1-connection pass")
+    ap.add_argument("--port-base", type=int, default=18700)
+    ap.add_argument("--bundles", type=Path, required=True, help="dir with the esbuild'ed JS workers")
+    ap.add_argument("--build", type=Path, default=ROOT / "build", help="edgeguard's build/ dir")
+    ap.add_argument("--state", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=None, help="also write the table here")
+    ap.add_argument("--workerd-version", default="?")
+    ap.add_argument("--only", default="", help="comma-separated target names to run (js-passthrough is always kept)")
+    ap.add_argument("--scenarios", default="1k,1m,500", help="comma-separated: 1k, 1m, 500")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=DIR",
+                    help="also run another edgeguard build (DIR with index.js + index_bg.wasm)")
+    ap.add_argument("--variant-no-report", action="store_true",
+                    help="the variants do not report (experiments: a proxy-only floor); only their 200s are checked")
+    args = ap.parse_args()
+
+    workerd = Path(os.environ.get("WORKERD_BIN", ROOT / "tools/node_modules/@cloudflare/workerd-linux-64/bin/workerd"))
+    for tool in ["wrk", "nginx"]:
+        if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
+            log(f"{tool} not found")
+            return 1
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+
+    state = args.state or Path(tempfile.mkdtemp(prefix="edgeguard-bench-"))
+    state.mkdir(parents=True, exist_ok=True)
+    os.chmod(state, 0o755)
+    origin_port, sink_port = args.port_base, args.port_base + 1
+    dsn = f"http://{DSN_KEY}@127.0.0.1:{sink_port}/42"
+    origin_url = f"http://127.0.0.1:{origin_port}"
+
+    targets = [
+        Target("origin direct", origin_port, reports=False),
+        Target("js-passthrough", args.port_base + 2, [args.bundles / "passthrough.js"], reports=False),
+        Target("edgeguard", args.port_base + 3, [args.build / "index.js", args.build / "index_bg.wasm"]),
+        Target("toucan-js", args.port_base + 4, [args.bundles / "toucan.js"]),
+        Target("@sentry/cloudflare", args.port_base + 5, [args.bundles / "sentry-cloudflare.js"],
+               flags=["nodejs_compat"]),
+    ]
+    for i, v in enumerate(args.variant):
+        name, _, d = v.partition("=")
+        targets.append(Target(name, args.port_base + 6 + i, [Path(d) / "index.js", Path(d) / "index_bg.wasm"],
+                              reports=not args.variant_no_report))
+    if args.only:
+        keep = set(args.only.split(",")) | {"js-passthrough"}
+        targets = [t for t in targets if t.name in keep]
+    global SCENARIOS
+    SCENARIOS = [s for s in SCENARIOS if s[0] in args.scenarios.split(",")]
+    for t in targets:
+        for m in t.modules:
+            if not m.is_file():
+                log(f"missing {m}")
+                return 1
+    for p in [origin_port, sink_port] + [t.port for t in targets]:
+        if not port_free(p):
+            log(f"127.0.0.1:{p} is in use; pick another --port-base")
+            return 1
+
+    procs = Procs()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        log(f"state in {state}")
+        write_origin_files(state / "www")
+        for name in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]:
+            (state / "nginx-tmp" / name).mkdir(parents=True, exist_ok=True)
+        (state / "nginx.conf").write_text(nginx_config(state, origin_port, sink_port))
+        ng = procs.start([nginx, "-c", str(state / "nginx.conf"), "-e", str(state / "nginx-error.log")],
+                         state / "nginx.log")
+        deadline = time.monotonic() + 10
+        while port_free(origin_port) or port_free(sink_port):
+            if ng.poll() is not None or time.monotonic() > deadline:
+                log("nginx did not start:\n" + (state / "nginx-error.log").read_text(errors="replace"))
+                return 1
+            time.sleep(0.05)
+        # The process that serves is nginx's worker (a child of the master we started).
+        nginx_worker = int(subprocess.run(["pgrep", "-P", str(ng.pid)], capture_output=True, text=True)
+                           .stdout.split()[0])
+
+        vars_ = {"ORIGIN_URL": origin_url, "SENTRY_DSN": dsn, "SENTRY_ENVIRONMENT": "bench"}
+        workers = [t for t in targets if not t.is_origin]
+        for t in workers:
+            write_worker_dir(t, state, vars_)
+
+        # Cold starts, interleaved; each cold process also streams 64 MiB once.
+        cold: dict[str, list[float]] = {t.name: [] for t in workers}
+        stream: dict[str, list[int]] = {t.name: [] for t in workers}
+        log(f"cold starts: {args.cold_starts} per worker")
+        for i in range(args.cold_starts):
+            for t in workers[i % len(workers):] + workers[: i % len(workers)]:
+                t0 = time.monotonic()
+                p = start_worker(t, procs, workerd, state)
+                t1 = wait_200(t.port, p)
+                cold[t.name].append((t1 - t0) * 1000)
+                rss0 = status_kib(p.pid, "VmRSS")
+                n = drain(t.port, "/64m")
+                if n != 64 << 20:
+                    raise RuntimeError(f"{t.name}: /64m streamed {n} bytes")
+                stream[t.name].append(status_kib(p.pid, "VmHWM") - rss0)
+                procs.stop(p)
+
+        for t in workers:
+            t.proc = start_worker(t, procs, workerd, state)
+            wait_200(t.port, t.proc)
+        for t in targets:
+            check_target(t, state)
+        log("all targets answer correctly; warming up")
+
+        lua = state / "report.lua"
+        lua.write_text(WRK_LUA)
+        for t in targets:
+            for _, path, _ in SCENARIOS:
+                wrk(t.port, path, args, lua, 1.0)
+        sink_settled(state)
+
+        runs: dict[tuple[str, str], Run] = {}
+        total = args.rounds * len(SCENARIOS) * len(targets)
+        n = 0
+        for rnd in range(args.rounds):
+            for scen, path, _ in SCENARIOS:
+                k = (rnd + SCENARIOS.index((scen, path, _))) % len(targets)
+                for t in targets[k:] + targets[:k]:
+                    n += 1
+                    pid = nginx_worker if t.is_origin else t.proc.pid
+                    events0 = sink_settled(state, 2.0) if scen == "500" else 0
+                    fails0 = origin_500s(state)
+                    c0 = cpu_ticks(pid)
+                    res = wrk(t.port, path, args, lua, args.duration)
+                    c1 = cpu_ticks(pid)
+                    r = runs.setdefault((t.name, scen), Run())
+                    r.requests += res["requests"]
+                    r.seconds += res["duration_us"] / 1e6
+                    r.cpu_s += (c1 - c0) / CLK_TCK
+                    r.p50_us.append(res["p50_us"])
+                    r.p99_us.append(res["p99_us"])
+                    r.status_errors += res["status_errors"]
+                    r.socket_errors += res["socket_errors"]
+                    if scen == "500":
+                        r.events += sink_settled(state) - events0
+                        time.sleep(0.2)  # the origin's log flushes every 100 ms
+                        r.origin_500s += origin_500s(state) - fails0
+                    log(f"[{n}/{total}] {t.name:20} {path:4} {res['requests'] / (res['duration_us'] / 1e6):9.0f} req/s "
+                        f"p50 {res['p50_us'] / 1000:.2f} ms  CPU {(c1 - c0) / CLK_TCK * 1e6 / max(res['requests'], 1):.0f} µs/req")
+
+        # Latency without queueing: one connection, so p50 is one request's own time.
+        log(f"single-connection latency pass ({args.idle_seconds} s per cell)")
+        for scen, path, _ in SCENARIOS:
+            for t in targets:
+                res = wrk(t.port, path, args, lua, args.idle_seconds, connections=1)
+                runs[(t.name, scen)].idle_p50_us = res["p50_us"]
+        sink_settled(state)
+
+        table = render(targets, runs, cold, stream, args, {"workerd": args.workerd_version})
+        print(table)
+        if args.out:
+            args.out.write_text(table + "\n")
+        if args.state is None:
+            shutil.rmtree(state, ignore_errors=True)
+        return 0
+    except Exception:
+        log(f"failed; logs and configs kept in {state}")
+        raise
+    finally:
+        procs.stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The upload-size budget: fails when build/index.js + build/index_bg.wasm grow past it. Bytes are
+# deterministic for a given toolchain (gzip -9 -n: no name, no timestamp), so CI can run it after
+# scripts/build.sh. Raise a budget only on purpose, in the same commit as the growth, saying why.
+#
+#   scripts/size-check.sh [BUILD_DIR]
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD="${1:-$ROOT/build}"
+
+# Issue 7's target: js + wasm <= 60 KiB gzip (wrangler counts KiB). 2026-11-25: 60,632 B gzip,
+# wasm 140,356 B raw. The raw budget leaves ~4.6 KB for features; the gzip one is the target.
+GZIP_BUDGET=61440  # index.js + index_bg.wasm, gzip -9, bytes
+WASM_RAW_BUDGET=145000  # index_bg.wasm as uploaded, bytes
+
+for f in index.js index_bg.wasm; do
+  [ -f "$BUILD/$f" ] || { echo "size-check: $BUILD/$f not found (run scripts/build.sh)" >&2; exit 1; }
+done
+gz() { gzip -9 -n -c "$1" | wc -c; }
+js_raw=$(wc -c <"$BUILD/index.js"); wasm_raw=$(wc -c <"$BUILD/index_bg.wasm")
+js_gz=$(gz "$BUILD/index.js"); wasm_gz=$(gz "$BUILD/index_bg.wasm")
+total_gz=$((js_gz + wasm_gz))
+printf 'size-check: index.js %d B (gzip %d), index_bg.wasm %d B (gzip %d), total gzip %d B\n' \
+  "$js_raw" "$js_gz" "$wasm_raw" "$wasm_gz" "$total_gz"
+fail=0
+if [ "$total_gz" -gt "$GZIP_BUDGET" ]; then
+  echo "size-check: FAIL total gzip $total_gz B > budget $GZIP_BUDGET B" >&2; fail=1
+fi
+if [ "$wasm_raw" -gt "$WASM_RAW_BUDGET" ]; then
+  echo "size-check: FAIL index_bg.wasm $wasm_raw B > budget $WASM_RAW_BUDGET B" >&2; fail=1
+fi
+[ "$fail" -eq 0 ] && echo "size-check: within budget (gzip $GZIP_BUDGET B, wasm $WASM_RAW_BUDGET B)"
+exit "$fail"
