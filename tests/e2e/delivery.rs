@@ -17,11 +17,24 @@ fn fail(worker: &Worker, path: &str) -> Option<String> {
 
 #[test]
 fn after_a_429_nothing_is_sent_until_the_window_passes_then_one_event_is() {
-    let origin = Origin::start();
-    let sink = Sink::start(SinkMode::TooManyRequests {
+    rate_limited_by(SinkMode::TooManyRequests {
         rate_limits: Some("2:error:key"),
         retry_after: None,
     });
+}
+
+#[test]
+fn a_429_with_retry_after_blocks_for_that_long() {
+    rate_limited_by(SinkMode::TooManyRequests {
+        rate_limits: None,
+        retry_after: Some("2"),
+    });
+}
+
+/// The sink answers the first envelope with `first` (a 2 s limit), then accepts.
+fn rate_limited_by(first: SinkMode) {
+    let origin = Origin::start();
+    let sink = Sink::start(first);
     let worker = Worker::start(&[("ORIGIN_URL", &origin.url()), ("SENTRY_DSN", &sink.dsn())]);
 
     assert!(fail(&worker, "/status/500").is_some());
@@ -181,6 +194,34 @@ fn sentry_refusing_with_500_is_counted_as_a_send_error() {
     assert!(fail(&worker, "/status/502").is_some());
     sink.wait_for_events(2, WAIT);
     assert_eq!(sink.discarded("send_error"), 1);
+    sink.assert_no_violations();
+}
+
+#[test]
+fn a_hanging_send_is_abandoned_not_retried_and_counted() {
+    let origin = Origin::start();
+    let sink = Sink::start(SinkMode::Hang);
+    let worker = Worker::start(&[("ORIGIN_URL", &origin.url()), ("SENTRY_DSN", &sink.dsn())]);
+
+    assert!(fail(&worker, "/status/500").is_some());
+    sink.wait_for_requests(1, WAIT);
+    let hung_at = Instant::now();
+    sink.set_mode(SinkMode::Accept);
+    // The send is abandoned after 8 s; only then is its drop counted. No second attempt.
+    assert!(
+        worker.wait_for_log("no answer within 8000 ms", WAIT),
+        "{}",
+        worker.logs()
+    );
+    let abandoned_after = hung_at.elapsed();
+    assert!(
+        abandoned_after < Duration::from_secs(12),
+        "abandoned after {abandoned_after:?}"
+    );
+    sink.assert_requests_stay(1, Duration::from_millis(500));
+    assert!(fail(&worker, "/status/502").is_some());
+    sink.wait_for_events(2, WAIT);
+    assert_eq!(sink.discarded("network_error"), 1);
     sink.assert_no_violations();
 }
 
