@@ -166,7 +166,8 @@ mod tests {
 
     #[test]
     fn parses_the_documented_examples() {
-        // The header examples from Sentry's develop docs and SDKs' test suites.
+        // The header examples Sentry's SDKs test against (sentry-java, sentry-dart, sentry-php,
+        // sentry-dotnet, sentry-rust); "50::key" applies to every category.
         assert_eq!(
             parse_rate_limits("60:transaction:key, 2700:default;error;security:organization"),
             [
@@ -186,6 +187,7 @@ mod tests {
             parse_rate_limits("30::bar, 120:invalid:invalid"),
             [limit(30.0, &[]), limit(120.0, &["invalid"])]
         );
+        assert_eq!(parse_rate_limits("50::key"), [limit(50.0, &[])]);
         assert_eq!(
             parse_rate_limits("4711:foo;bar;baz;security:project"),
             [limit(4711.0, &["foo", "bar", "baz", "security"])]
