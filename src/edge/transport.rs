@@ -214,12 +214,17 @@ impl Delivery {
             console_warn!("edgeguard: Sentry set a rate limit; events are dropped until it ends");
         }
         match Reason::for_status(answer.status) {
-            None => console_log!(
-                "edgeguard: sent {} {} ({plain} bytes, {wire} on the wire): Sentry answered {}",
-                self.what,
-                self.id.map(|id| id.to_hex()).unwrap_or_default(),
-                answer.status
-            ),
+            None => match self.id {
+                Some(id) => console_log!(
+                    "edgeguard: sent event {id} ({}): Sentry answered {} ({plain} bytes, {wire} sent)",
+                    self.what,
+                    answer.status
+                ),
+                None => console_log!(
+                    "edgeguard: sent a client report: Sentry answered {} ({plain} bytes, {wire} sent)",
+                    answer.status
+                ),
+            },
             Some(reason) => {
                 self.dropped(
                     reason,
