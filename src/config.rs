@@ -4,6 +4,7 @@
 //! on the host. A bad value never stops the proxy: it is reported as a [`ConfigError`] (naming the
 //! variable and what is wrong, never the value) and the setting falls back to a safe default.
 
+use crate::delivery::DEFAULT_MAX_EVENTS_PER_WINDOW;
 use crate::dsn::{Dsn, DsnError};
 use crate::origin::{OriginUrl, OriginUrlError};
 use std::fmt;
@@ -16,6 +17,8 @@ pub const ORIGIN_TIMEOUT_MS: &str = "ORIGIN_TIMEOUT_MS";
 pub const PASS_THROUGH_ON_EXCEPTION: &str = "PASS_THROUGH_ON_EXCEPTION";
 pub const DEBUG_PANIC_PATH: &str = "DEBUG_PANIC_PATH";
 pub const DEBUG_ERROR_PATH: &str = "DEBUG_ERROR_PATH";
+pub const SENTRY_SAMPLE_RATE: &str = "SENTRY_SAMPLE_RATE";
+pub const SENTRY_MAX_EVENTS_PER_MINUTE: &str = "SENTRY_MAX_EVENTS_PER_MINUTE";
 
 pub const DEFAULT_ENVIRONMENT: &str = "production";
 pub const DEFAULT_ORIGIN_TIMEOUT_MS: u32 = 30_000;
@@ -25,6 +28,8 @@ const MAX_ENVIRONMENT_CHARS: usize = 64;
 const MAX_RELEASE_CHARS: usize = 200;
 /// Beyond this the runtime would cut the request off anyway.
 const MAX_ORIGIN_TIMEOUT_MS: u32 = 600_000;
+/// A cap above this is no cap at all for one isolate; refusing it catches typos.
+const MAX_EVENTS_PER_MINUTE: u32 = 10_000;
 
 /// Where requests go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +60,12 @@ pub struct Config {
     /// (`DEBUG_ERROR_PATH`), so the failure paths can be proven end to end.
     pub debug_panic_path: Option<String>,
     pub debug_error_path: Option<String>,
+    /// `SENTRY_SAMPLE_RATE`: the share of events sent, 0.0 to 1.0 (default 1.0), decided before
+    /// anything is built.
+    pub sample_rate: f64,
+    /// `SENTRY_MAX_EVENTS_PER_MINUTE`: events sent per grouping key per minute per isolate
+    /// (default 10; 0 = no cap). The rest are counted in client reports.
+    pub max_events_per_minute: u32,
 }
 
 /// A setting that could not be used as given.
@@ -67,6 +78,8 @@ pub enum ConfigError {
     ReleaseTooLong,
     NotABoolean(&'static str),
     NotAPath(&'static str),
+    SampleRate,
+    MaxEventsPerMinute,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +99,8 @@ impl ConfigError {
             ConfigError::EnvironmentTooLong => SENTRY_ENVIRONMENT,
             ConfigError::ReleaseTooLong => SENTRY_RELEASE,
             ConfigError::NotABoolean(name) | ConfigError::NotAPath(name) => name,
+            ConfigError::SampleRate => SENTRY_SAMPLE_RATE,
+            ConfigError::MaxEventsPerMinute => SENTRY_MAX_EVENTS_PER_MINUTE,
         }
     }
 
@@ -104,6 +119,10 @@ impl ConfigError {
             }
             ConfigError::NotABoolean(_) => "treated as false".to_owned(),
             ConfigError::NotAPath(_) => "ignored".to_owned(),
+            ConfigError::SampleRate => "every event is sent (1.0)".to_owned(),
+            ConfigError::MaxEventsPerMinute => {
+                format!("using the default of {DEFAULT_MAX_EVENTS_PER_WINDOW}")
+            }
         }
     }
 }
@@ -130,6 +149,10 @@ impl fmt::Display for ConfigError {
                 "not one of true, false, 1, 0, yes, no, on, off".to_owned()
             }
             ConfigError::NotAPath(_) => "not a path starting with '/'".to_owned(),
+            ConfigError::SampleRate => "not a number from 0.0 to 1.0".to_owned(),
+            ConfigError::MaxEventsPerMinute => {
+                format!("not a whole number from 0 to {MAX_EVENTS_PER_MINUTE}")
+            }
         };
         write!(f, "{}: {what}; {}", self.variable(), self.fallback())
     }
@@ -240,6 +263,26 @@ impl Config {
         let debug_panic_path = path(DEBUG_PANIC_PATH);
         let debug_error_path = path(DEBUG_ERROR_PATH);
 
+        let sample_rate = match get(SENTRY_SAMPLE_RATE) {
+            None => 1.0,
+            Some(raw) => parse_sample_rate(&raw).unwrap_or_else(|| {
+                errors.push(ConfigError::SampleRate);
+                1.0
+            }),
+        };
+        let max_events_per_minute = match get(SENTRY_MAX_EVENTS_PER_MINUTE) {
+            None => DEFAULT_MAX_EVENTS_PER_WINDOW,
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| *n <= MAX_EVENTS_PER_MINUTE)
+                .unwrap_or_else(|| {
+                    errors.push(ConfigError::MaxEventsPerMinute);
+                    DEFAULT_MAX_EVENTS_PER_WINDOW
+                }),
+        };
+
         let config = Config {
             origin,
             dsn,
@@ -249,6 +292,8 @@ impl Config {
             pass_through_on_exception,
             debug_panic_path,
             debug_error_path,
+            sample_rate,
+            max_events_per_minute,
         };
         (config, errors)
     }
@@ -260,6 +305,12 @@ fn parse_bool(raw: &str) -> Option<bool> {
         "false" | "0" | "no" | "off" => Some(false),
         _ => None,
     }
+}
+
+/// A finite number in 0.0..=1.0.
+fn parse_sample_rate(raw: &str) -> Option<f64> {
+    let rate: f64 = raw.trim().parse().ok()?;
+    (rate.is_finite() && (0.0..=1.0).contains(&rate)).then_some(rate)
 }
 
 fn parse_timeout(raw: &str) -> Result<u32, TimeoutError> {
@@ -423,6 +474,41 @@ mod tests {
                 "DEBUG_PANIC_PATH: not a path starting with '/'; ignored",
             ]
         );
+    }
+
+    #[test]
+    fn delivery_options() {
+        let (config, errors) = parse(&[]);
+        assert!(errors.is_empty());
+        assert_eq!(config.sample_rate, 1.0);
+        assert_eq!(config.max_events_per_minute, 10);
+
+        let (config, errors) = parse(&[
+            (SENTRY_SAMPLE_RATE, " 0.25 "),
+            (SENTRY_MAX_EVENTS_PER_MINUTE, "0"),
+        ]);
+        assert!(errors.is_empty());
+        assert_eq!(config.sample_rate, 0.25);
+        assert_eq!(config.max_events_per_minute, 0);
+        assert_eq!(parse(&[(SENTRY_SAMPLE_RATE, "0")]).0.sample_rate, 0.0);
+        assert_eq!(parse(&[(SENTRY_SAMPLE_RATE, "1")]).0.sample_rate, 1.0);
+
+        for bad in ["1.5", "-0.1", "NaN", "inf", "half", "50%"] {
+            let (config, errors) = parse(&[
+                (SENTRY_SAMPLE_RATE, bad),
+                (SENTRY_MAX_EVENTS_PER_MINUTE, "10001"),
+            ]);
+            assert_eq!(config.sample_rate, 1.0, "{bad}");
+            assert_eq!(config.max_events_per_minute, 10);
+            let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            assert_eq!(
+                lines,
+                [
+                    "SENTRY_SAMPLE_RATE: not a number from 0.0 to 1.0; every event is sent (1.0)",
+                    "SENTRY_MAX_EVENTS_PER_MINUTE: not a whole number from 0 to 10000; using the default of 10",
+                ]
+            );
+        }
     }
 
     #[test]

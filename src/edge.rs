@@ -11,7 +11,10 @@
 //! - nothing from the origin's failing body, the DSN or `ORIGIN_URL` reaches the visitor or a log;
 //! - the reporter never reports itself: its own failures are logged and counted only.
 
+mod transport;
+
 use crate::config::{BuildInfo, Config, ConfigError, Origin};
+use crate::delivery;
 use crate::dsn::Dsn;
 use crate::envelope;
 use crate::event::{self, EventInput, RequestInfo, ResponseInfo};
@@ -23,9 +26,9 @@ use crate::outcome::{
     FAILING_BODY_PEEK_MS,
 };
 use crate::page::{self, prefers_json, PageInput};
+use crate::ratelimit::{CATEGORY_ERROR, CATEGORY_FEEDBACK};
 use crate::url::UrlParts;
 use crate::{form, lang};
-use crate::{SDK_NAME, SDK_VERSION};
 use js_sys::futures::JsFuture;
 use std::any::Any;
 use std::cell::{Cell, OnceCell, RefCell};
@@ -35,13 +38,10 @@ use std::pin::pin;
 use std::rc::Rc;
 use std::task::Poll;
 use std::time::Duration;
+use transport::Delivery;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::web_sys;
-use worker::{console_error, console_log, console_warn, event, Context, Delay, Env};
-
-/// A send to Sentry that has not finished by then is abandoned, well inside the 30 s that
-/// `wait_until` grants after the response.
-const SENTRY_SEND_TIMEOUT_MS: u32 = 10_000;
+use worker::{console_error, console_warn, event, Context, Delay, Env};
 
 /// The page's Content-Security-Policy: a static page with inline CSS and nothing else.
 const PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
@@ -160,6 +160,7 @@ fn config(env: &Env) -> Rc<Config> {
             }
             UNREPORTED_CONFIG_ERRORS.with(|pending| pending.replace(errors));
             init_token_key(env);
+            transport::init(config.max_events_per_minute);
             Rc::new(config)
         }))
     })
@@ -548,6 +549,21 @@ fn report_event(
     with_request: bool,
 ) -> Option<EventId> {
     let dsn = config.dsn.as_ref()?;
+    // Sampling, rate limits and flood control decide before anything is built; a dropped
+    // event gets no id (the page then quotes none: it would never be found in Sentry).
+    let url = visitor.req.url();
+    let path = UrlParts::split(&url).map_or("", |parts| parts.path);
+    let flood_key =
+        delivery::provisional_key(failed.failure.mechanism(), failed.failure.status(), path);
+    if !transport::admit(
+        ctx,
+        dsn,
+        config.sample_rate,
+        CATEGORY_ERROR,
+        Some(&flood_key),
+    ) {
+        return None;
+    }
     catch_unwind(AssertUnwindSafe(|| {
         build_and_send(dsn, ctx, config, failed, visitor, with_request)
     }))
@@ -680,13 +696,12 @@ async fn accept_feedback(
             release,
         },
     );
-    let delivery = Delivery {
-        url: dsn.envelope_url(),
-        auth: dsn.auth_header(&format!("{SDK_NAME}/{SDK_VERSION}")),
-        body,
-        id,
-        what: "feedback",
-    };
+    // Feedback is not sampled or flood-capped (FEEDBACK_RATE bounds it) but honours Sentry's
+    // rate limits like any envelope.
+    if !transport::admit(ctx, dsn, 1.0, CATEGORY_FEEDBACK, None) {
+        return Err(Rejection::RateLimited);
+    }
+    let delivery = Delivery::new(dsn, body, id, "feedback", CATEGORY_FEEDBACK);
     ctx.wait_until(delivery.send());
     Ok(())
 }
@@ -733,13 +748,7 @@ fn build_and_send(
         config,
     });
     let body = envelope::event_envelope(id, now, &event);
-    let delivery = Delivery {
-        url: dsn.envelope_url(),
-        auth: dsn.auth_header(&format!("{SDK_NAME}/{SDK_VERSION}")),
-        body,
-        id,
-        what: failed.failure.mechanism(),
-    };
+    let delivery = Delivery::new(dsn, body, id, failed.failure.mechanism(), CATEGORY_ERROR);
     ctx.wait_until(delivery.send());
     Some(id)
 }
@@ -753,74 +762,6 @@ fn count_reporter_failure(what: &str) {
     console_error!("edgeguard: reporter failure #{count} in this isolate: {what}");
 }
 
-/// One envelope on its way to Sentry.
-struct Delivery {
-    url: String,
-    auth: String,
-    body: Vec<u8>,
-    id: EventId,
-    what: &'static str,
-}
-
-impl Delivery {
-    /// Sends once and logs the result. Never retried in a loop, never shown to the visitor, and
-    /// a failure here is only logged (reporting the reporter's failure could recurse).
-    async fn send(self) {
-        let (id, what) = (self.id, self.what);
-        match self.post().await {
-            Ok(status) if (200..300).contains(&status) => {
-                console_log!("edgeguard: sent event {id} ({what}): Sentry answered {status}");
-            }
-            Ok(status) => {
-                count_reporter_failure(&format!(
-                    "Sentry refused event {id} ({what}): HTTP {status}"
-                ));
-            }
-            Err(error) => {
-                count_reporter_failure(&format!("event {id} ({what}) not sent: {error}"));
-            }
-        }
-    }
-
-    async fn post(&self) -> Result<u16, String> {
-        let headers = web_sys::Headers::new().map_err(|e| js_message("Headers", &e))?;
-        for (name, value) in [
-            ("content-type", envelope::CONTENT_TYPE),
-            ("x-sentry-auth", self.auth.as_str()),
-        ] {
-            headers
-                .set(name, value)
-                .map_err(|e| js_message("Headers.set", &e))?;
-        }
-        let controller =
-            web_sys::AbortController::new().map_err(|e| js_message("AbortController", &e))?;
-        let init = web_sys::RequestInit::new();
-        init.set_method("POST");
-        init.set_headers(&headers);
-        init.set_body(&js_sys::Uint8Array::from(self.body.as_slice()));
-        init.set_signal(Some(&controller.signal()));
-        let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-        let fetch = JsFuture::from(global.fetch_with_str_and_init(&self.url, &init));
-        match within(SENTRY_SEND_TIMEOUT_MS, fetch).await {
-            None => {
-                controller.abort();
-                Err(format!("no answer within {SENTRY_SEND_TIMEOUT_MS} ms"))
-            }
-            Some(Err(error)) => Err(js_message("fetch", &error)),
-            Some(Ok(value)) => {
-                let response: web_sys::Response = value
-                    .dyn_into()
-                    .map_err(|_| "fetch resolved to a non-Response".to_owned())?;
-                if let Some(body) = response.body() {
-                    let _ = body.cancel();
-                }
-                Ok(response.status())
-            }
-        }
-    }
-}
-
-/// Runs `future` for at most `timeout_ms`; `None` when the time ran out first.
 /// Runs `future` for at most `timeout_ms`; `None` when the time ran out first.
 async fn within<F: Future>(timeout_ms: u32, future: F) -> Option<F::Output> {
     let mut future = pin!(future);

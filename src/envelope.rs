@@ -23,15 +23,37 @@ pub fn event_envelope(id: EventId, sent_at_ms: f64, event: &Value) -> Vec<u8> {
         "sent_at": rfc3339_millis(sent_at_ms),
         "sdk": { "name": SDK_NAME, "version": SDK_VERSION },
     });
-    let payload = event.to_string();
-    let item_header = json!({ "type": "event", "length": payload.len() });
-
     let mut out = header.to_string().into_bytes();
     out.push(b'\n');
-    out.extend_from_slice(item_header.to_string().as_bytes());
+    out.extend_from_slice(&item("event", &event.to_string()));
+    out
+}
+
+/// One item: its header (type and payload length in bytes), the payload, a newline. Appended
+/// to an envelope's bytes, e.g. a `client_report` riding along with an event.
+pub fn item(item_type: &str, payload: &str) -> Vec<u8> {
+    let item_header = json!({ "type": item_type, "length": payload.len() });
+    let mut out = item_header.to_string().into_bytes();
     out.push(b'\n');
     out.extend_from_slice(payload.as_bytes());
     out.push(b'\n');
+    out
+}
+
+/// The `client_report` item for drop counts (see `delivery::Discards::client_report`).
+pub fn client_report_item(report: &Value) -> Vec<u8> {
+    item("client_report", &report.to_string())
+}
+
+/// An envelope holding only a `client_report`: no event, so no `event_id` in the header.
+pub fn client_report_envelope(sent_at_ms: f64, report: &Value) -> Vec<u8> {
+    let header = json!({
+        "sent_at": rfc3339_millis(sent_at_ms),
+        "sdk": { "name": SDK_NAME, "version": SDK_VERSION },
+    });
+    let mut out = header.to_string().into_bytes();
+    out.push(b'\n');
+    out.extend_from_slice(&client_report_item(report));
     out
 }
 
@@ -53,6 +75,28 @@ mod tests {
             "\n"
         );
         assert_eq!(String::from_utf8(bytes).unwrap(), expected);
+    }
+
+    #[test]
+    fn client_report_bytes() {
+        let report = json!({"timestamp": 1_795_521_600u64, "discarded_events": [
+            {"reason": "sample_rate", "category": "error", "quantity": 2}
+        ]});
+        let payload = r#"{"discarded_events":[{"category":"error","quantity":2,"reason":"sample_rate"}],"timestamp":1795521600}"#;
+        let item_bytes = format!("{{\"length\":102,\"type\":\"client_report\"}}\n{payload}\n");
+        assert_eq!(
+            String::from_utf8(client_report_item(&report)).unwrap(),
+            item_bytes
+        );
+        let alone = client_report_envelope(1_795_521_600_000.0, &report);
+        assert_eq!(
+            String::from_utf8(alone).unwrap(),
+            format!(
+                "{}\n{item_bytes}",
+                r#"{"sdk":{"name":"edgeguard","version":"0.1.0"},"sent_at":"2026-11-24T12:00:00.000Z"}"#
+            )
+        );
+        assert_eq!(payload.len(), 102);
     }
 
     #[test]

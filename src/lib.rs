@@ -23,6 +23,7 @@
 )]
 
 pub mod config;
+pub mod delivery;
 pub mod dsn;
 pub mod envelope;
 pub mod event;
@@ -34,6 +35,7 @@ pub mod lang;
 pub mod origin;
 pub mod outcome;
 pub mod page;
+pub mod ratelimit;
 pub mod scrub;
 pub mod sha256;
 pub mod time;

@@ -178,13 +178,33 @@ fn envelope_parser_allows_a_missing_final_newline_and_other_items() {
     let mut body = envelope(&event);
     body.pop();
     assert!(parse_envelope(&body).is_ok());
-    let report = "{\"discarded_events\":[]}";
+    let report = r#"{"timestamp":1795521600,"discarded_events":[{"reason":"sample_rate","category":"error","quantity":2}]}"#;
     let body = format!(
         "{{}}\n{{\"type\":\"client_report\",\"length\":{}}}\n{report}\n",
         report.len()
     );
     let (_, items) = parse_envelope(body.as_bytes()).unwrap();
     assert_eq!(items[0].header["type"], "client_report");
+}
+
+#[test]
+fn envelope_parser_rejects_malformed_client_reports() {
+    for report in [
+        r#"{"discarded_events":[]}"#,
+        r#"{"timestamp":1795521600,"discarded_events":[]}"#,
+        r#"{"timestamp":1795521600,"discarded_events":[{"reason":"made_up","category":"error","quantity":1}]}"#,
+        r#"{"timestamp":1795521600,"discarded_events":[{"reason":"sample_rate","category":"errors","quantity":1}]}"#,
+        r#"{"timestamp":1795521600,"discarded_events":[{"reason":"sample_rate","category":"error","quantity":0}]}"#,
+        r#"{"timestamp":1795521600,"discarded_events":[{"reason":"sample_rate","category":"error","quantity":1,"x":1}]}"#,
+        r#"{"timestamp":1795521600,"discarded_events":[{"reason":"sample_rate","category":"error","quantity":1},{"reason":"sample_rate","category":"error","quantity":1}]}"#,
+        r#"{"timestamp":1795521600,"discarded_events":[{"reason":"sample_rate","category":"error","quantity":1}],"extra":1}"#,
+    ] {
+        let body = format!(
+            "{{}}\n{{\"type\":\"client_report\",\"length\":{}}}\n{report}\n",
+            report.len()
+        );
+        assert!(parse_envelope(body.as_bytes()).is_err(), "{report}");
+    }
 }
 
 #[test]

@@ -15,6 +15,7 @@ mod support;
 mod browser;
 mod bugsink;
 mod config;
+mod delivery;
 mod failures;
 mod forwarding;
 mod harness;

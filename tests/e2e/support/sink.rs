@@ -4,6 +4,9 @@
 //! `length`), and records anything else as a violation answered with 400.
 //! `event` and `feedback` items (Sentry's user feedback: an event of `type: "feedback"` with
 //! `contexts.feedback`) are checked field by field.
+//! `client_report` items (dropped-event counts) are checked against Sentry's documented reasons
+//! and categories. A body with `Content-Encoding: gzip` is inflated first (any other encoding
+//! is a violation). The answer is set by [`SinkMode`], changeable while running.
 //! Tests end with `sink.assert_no_violations()`.
 
 use std::net::TcpStream;
@@ -24,10 +27,19 @@ pub const PROJECT_ID: &str = "42";
 pub enum SinkMode {
     /// 200 `{"id":"<event_id>"}`.
     Accept,
+    /// 200 as `Accept`, with this `X-Sentry-Rate-Limits` header.
+    AcceptWithLimits(&'static str),
+    /// 429 with these `X-Sentry-Rate-Limits` and `Retry-After` headers (either may be absent).
+    TooManyRequests {
+        rate_limits: Option<&'static str>,
+        retry_after: Option<&'static str>,
+    },
     /// 500 after recording the envelope.
     Fail500,
     /// Records the envelope and never answers (until the sink is dropped).
     Hang,
+    /// Records the envelope and closes the connection without a byte of answer.
+    Close,
 }
 
 #[derive(Clone, Debug)]
@@ -43,6 +55,11 @@ pub struct Envelope {
     /// The whole HTTP request as received (head + decoded body), for
     /// "this secret appears nowhere" checks.
     pub raw: Vec<u8>,
+    /// Body bytes on the wire (compressed, if it was).
+    pub wire_len: usize,
+    /// Body bytes once inflated.
+    pub plain_len: usize,
+    pub gzip: bool,
 }
 
 impl Envelope {
@@ -52,6 +69,15 @@ impl Envelope {
             .iter()
             .find(|i| i.header["type"] == "event")
             .map(|i| serde_json::from_slice(&i.payload).expect("checked on receipt"))
+    }
+
+    /// The parsed payloads of the `client_report` items.
+    pub fn client_reports(&self) -> Vec<Value> {
+        self.items
+            .iter()
+            .filter(|i| i.header["type"] == "client_report")
+            .map(|i| serde_json::from_slice(&i.payload).expect("checked on receipt"))
+            .collect()
     }
 
     /// The parsed payload of the `feedback` item, if any.
@@ -79,24 +105,36 @@ struct Shared {
 }
 
 struct SinkHandler {
-    mode: SinkMode,
+    mode: Arc<Mutex<SinkMode>>,
     shared: Arc<Shared>,
 }
 
 impl Handler for SinkHandler {
     fn handle(&self, req: ServerRequest, stream: &mut TcpStream, stopping: &Stopping) {
+        let checked = check_request(&req);
+        let body = match &checked {
+            Ok((_, _, Body { plain, .. })) => plain.clone(),
+            Err(_) => req.body.clone(),
+        };
         let mut raw = req.raw_head.clone().into_bytes();
         raw.extend_from_slice(b"\r\n");
-        raw.extend_from_slice(&req.body);
-        let checked = check_request(&req);
+        raw.extend_from_slice(&body);
+        let mode = *lock(&self.mode);
         let event_id = {
             let mut st = lock(&self.shared.state);
             st.requests += 1;
             st.raw.push(raw.clone());
             let event_id = match checked {
-                Ok((header, items)) => {
+                Ok((header, items, body)) => {
                     let id = header["event_id"].as_str().unwrap_or("").to_string();
-                    st.envelopes.push(Envelope { header, items, raw });
+                    st.envelopes.push(Envelope {
+                        header,
+                        items,
+                        raw,
+                        wire_len: req.body.len(),
+                        plain_len: body.plain.len(),
+                        gzip: body.gzip,
+                    });
                     Ok(id)
                 }
                 Err(v) => {
@@ -108,7 +146,7 @@ impl Handler for SinkHandler {
             self.shared.cv.notify_all();
             event_id
         };
-        let _ = match (event_id, self.mode) {
+        let _ = match (event_id, mode) {
             (Err(v), _) => {
                 write_response(stream, 400, &[("Content-Type", "text/plain")], v.as_bytes())
             }
@@ -118,12 +156,43 @@ impl Handler for SinkHandler {
                 &[("Content-Type", "application/json")],
                 serde_json::json!({ "id": id }).to_string().as_bytes(),
             ),
+            (Ok(id), SinkMode::AcceptWithLimits(limits)) => write_response(
+                stream,
+                200,
+                &[
+                    ("Content-Type", "application/json"),
+                    ("X-Sentry-Rate-Limits", limits),
+                ],
+                serde_json::json!({ "id": id }).to_string().as_bytes(),
+            ),
+            (
+                Ok(_),
+                SinkMode::TooManyRequests {
+                    rate_limits,
+                    retry_after,
+                },
+            ) => {
+                let mut headers = vec![("Content-Type", "application/json")];
+                if let Some(limits) = rate_limits {
+                    headers.push(("X-Sentry-Rate-Limits", limits));
+                }
+                if let Some(seconds) = retry_after {
+                    headers.push(("Retry-After", seconds));
+                }
+                write_response(
+                    stream,
+                    429,
+                    &headers,
+                    br#"{"detail":"rate limited (e2e sink)"}"#,
+                )
+            }
             (Ok(_), SinkMode::Fail500) => write_response(
                 stream,
                 500,
                 &[("Content-Type", "application/json")],
                 br#"{"detail":"internal server error (e2e sink)"}"#,
             ),
+            (Ok(_), SinkMode::Close) => Ok(()),
             (Ok(_), SinkMode::Hang) => {
                 stopping.wait(Duration::from_secs(60));
                 Ok(())
@@ -140,8 +209,14 @@ impl Handler for SinkHandler {
     }
 }
 
+/// A request body as received and as read.
+struct Body {
+    plain: Vec<u8>,
+    gzip: bool,
+}
+
 /// Checks everything about one request; returns the parsed envelope.
-fn check_request(req: &ServerRequest) -> Result<(Value, Vec<Item>), String> {
+fn check_request(req: &ServerRequest) -> Result<(Value, Vec<Item>, Body), String> {
     let expected_path = format!("/api/{PROJECT_ID}/envelope/");
     if req.method != "POST" {
         return Err(format!("method must be POST, got {}", req.method));
@@ -162,15 +237,43 @@ fn check_request(req: &ServerRequest) -> Result<(Value, Vec<Item>), String> {
             ))
         }
     }
-    if let Some(enc) = req.header("content-encoding") {
-        if !enc.eq_ignore_ascii_case("identity") {
+    let body = match req.header("content-encoding") {
+        None => Body {
+            plain: req.body.clone(),
+            gzip: false,
+        },
+        Some(enc) if enc.eq_ignore_ascii_case("identity") => Body {
+            plain: req.body.clone(),
+            gzip: false,
+        },
+        Some(enc) if enc.eq_ignore_ascii_case("gzip") => Body {
+            plain: gunzip(&req.body)?,
+            gzip: true,
+        },
+        Some(enc) => {
             return Err(format!(
-                "unexpected Content-Encoding {enc:?} (sink only reads plain envelopes)"
-            ));
+                "unexpected Content-Encoding {enc:?} (sink reads plain and gzip envelopes)"
+            ))
         }
-    }
+    };
     check_auth(req.header("x-sentry-auth"))?;
-    parse_envelope(&req.body)
+    let (header, items) = parse_envelope(&body.plain)?;
+    Ok((header, items, body))
+}
+
+/// Inflates a gzip body strictly: one member, checksum and length verified, nothing after it.
+fn gunzip(body: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut decoder = flate2::bufread::GzDecoder::new(body);
+    let mut out = Vec::new();
+    decoder
+        .read_to_end(&mut out)
+        .map_err(|e| format!("Content-Encoding: gzip but the body does not inflate: {e}"))?;
+    let rest = decoder.into_inner();
+    if !rest.is_empty() {
+        return Err(format!("{} bytes after the gzip member", rest.len()));
+    }
+    Ok(out)
 }
 
 /// `Sentry sentry_version=7, sentry_client=edgeguard/<v>, sentry_key=<key>`.
@@ -296,6 +399,9 @@ pub fn parse_envelope(body: &[u8]) -> Result<(Value, Vec<Item>), String> {
         if ty == "feedback" {
             check_feedback(&header, &payload)?;
         }
+        if ty == "client_report" {
+            check_client_report(&payload)?;
+        }
         items.push(Item {
             header: ih,
             payload,
@@ -366,19 +472,97 @@ fn check_feedback(header: &Value, payload: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// A `client_report` item (develop.sentry.dev, "Client Reports"): `timestamp` and a non-empty
+/// `discarded_events` list of `{reason, category, quantity}` with a documented reason, a known
+/// data category, a positive whole quantity, and each (reason, category) pair once.
+fn check_client_report(payload: &[u8]) -> Result<(), String> {
+    const REASONS: &[&str] = &[
+        "queue_overflow",
+        "cache_overflow",
+        "buffer_overflow",
+        "ratelimit_backoff",
+        "network_error",
+        "sample_rate",
+        "send_error",
+        "internal_sdk_error",
+        "insufficient_data",
+        "backpressure",
+        "before_send",
+        "event_processor",
+    ];
+    const CATEGORIES: &[&str] = &[
+        "default",
+        "error",
+        "transaction",
+        "security",
+        "attachment",
+        "session",
+        "profile",
+        "replay",
+        "feedback",
+        "monitor",
+        "span",
+        "log_item",
+    ];
+    let report = json_object_line(payload, "client_report payload")?;
+    let map = report.as_object().expect("checked: an object");
+    for key in map.keys() {
+        if !matches!(key.as_str(), "timestamp" | "discarded_events") {
+            return Err(format!("unknown client_report key {key:?}: {report}"));
+        }
+    }
+    let ts = &report["timestamp"];
+    let plausible = ts.as_f64().is_some_and(|t| t > 1.6e9 && t < 4.0e9) || ts.is_string();
+    if !plausible {
+        return Err(format!("client_report timestamp {ts} is not epoch seconds"));
+    }
+    let discarded = report["discarded_events"]
+        .as_array()
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| format!("client_report without discarded_events: {report}"))?;
+    let mut seen = Vec::new();
+    for entry in discarded {
+        let map = entry
+            .as_object()
+            .ok_or_else(|| format!("discarded_events entry not an object: {entry}"))?;
+        if map.len() != 3 {
+            return Err(format!(
+                "discarded_events entry must have exactly reason, category, quantity: {entry}"
+            ));
+        }
+        let reason = entry["reason"].as_str().unwrap_or("");
+        let category = entry["category"].as_str().unwrap_or("");
+        if !REASONS.contains(&reason) {
+            return Err(format!("unknown discard reason: {entry}"));
+        }
+        if !CATEGORIES.contains(&category) {
+            return Err(format!("unknown data category: {entry}"));
+        }
+        if entry["quantity"].as_u64().is_none_or(|q| q == 0) {
+            return Err(format!("quantity must be a positive integer: {entry}"));
+        }
+        if seen.contains(&(reason, category)) {
+            return Err(format!("({reason}, {category}) listed twice: {report}"));
+        }
+        seen.push((reason, category));
+    }
+    Ok(())
+}
+
 pub struct Sink {
     server: Server,
-    mode: SinkMode,
+    mode: Arc<Mutex<SinkMode>>,
     shared: Arc<Shared>,
 }
 
 impl Sink {
     pub fn start(mode: SinkMode) -> Sink {
         let shared = Arc::new(Shared::default());
+        let mode = Arc::new(Mutex::new(mode));
         let server = Server::start(
             "sink",
             Arc::new(SinkHandler {
-                mode,
+                mode: mode.clone(),
                 shared: shared.clone(),
             }),
         );
@@ -391,6 +575,50 @@ impl Sink {
 
     pub fn port(&self) -> u16 {
         self.server.port()
+    }
+
+    /// Changes how the following envelopes are answered.
+    pub fn set_mode(&self, mode: SinkMode) {
+        *lock(&self.mode) = mode;
+    }
+
+    /// The total `quantity` of every `client_report` entry with `reason` received so far.
+    pub fn discarded(&self, reason: &str) -> u64 {
+        self.envelopes()
+            .iter()
+            .flat_map(Envelope::client_reports)
+            .flat_map(|r| {
+                r["discarded_events"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter(|e| e["reason"] == reason)
+            .map(|e| e["quantity"].as_u64().unwrap_or(0))
+            .sum()
+    }
+
+    /// Waits (bounded) until the client reports received count at least `n` drops for
+    /// `reason`; returns the count.
+    pub fn wait_for_discarded(&self, reason: &str, n: u64, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let count = self.discarded(reason);
+            if count >= n {
+                return count;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "client reports counted {count} {reason:?} drop(s) within {timeout:?}, expected {n}; violations: {:?}",
+                self.violations()
+            );
+            let st = lock(&self.shared.state);
+            drop(wait_timeout(
+                &self.shared.cv,
+                st,
+                Duration::from_millis(200),
+            ));
+        }
     }
 
     /// `http://<key>@127.0.0.1:<port>/<project>`.
@@ -446,7 +674,7 @@ impl Sink {
             if left.is_zero() {
                 panic!(
                     "sink ({:?}) got {} event(s) within {timeout:?}, expected {n}; {} request(s), violations: {:?}",
-                    self.mode,
+                    *lock(&self.mode),
                     events.len(),
                     st.requests,
                     st.violations
@@ -523,7 +751,7 @@ impl Drop for Sink {
             let st = lock(&self.shared.state);
             eprintln!(
                 "--- sink ({:?}, port {}): {} request(s), violations: {:#?}",
-                self.mode,
+                *lock(&self.mode),
                 self.port(),
                 st.requests,
                 st.violations

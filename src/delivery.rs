@@ -1,0 +1,435 @@
+//! What happens to an event between "this failure should be reported" and the bytes leaving:
+//! sampling, Sentry's rate limits, flood control, and the counts of what was dropped and why
+//! (sent to Sentry as `client_report` items).
+//!
+//! One [`Reporter`] lives per isolate (a `thread_local` in the edge). Every decision is made
+//! here with the time and the random draw passed in, so each rule is tested on the host.
+//!
+//! - **Sampling** (`SENTRY_SAMPLE_RATE`) is decided first, before anything is built.
+//! - **Rate limits** ([`RateLimits`]) from every Sentry answer drop events without a request.
+//! - **Flood control**: at most `max_per_window` events per key (the failure's grouping
+//!   fingerprint) per [`FLOOD_WINDOW_MS`]; an outage of thousands of 5xx a minute sends a
+//!   handful of events and one count of the rest.
+//! - **Client reports**: every drop is counted by (reason, category). The counts ride along
+//!   with the next envelope sent, or go alone after [`CLIENT_REPORT_FLUSH_MS`]; an envelope
+//!   that fails to arrive gives its counts back, so they are sent later instead of lost.
+
+use crate::ratelimit::RateLimits;
+use serde_json::{json, Value};
+
+/// The flood-control window: the cap counts events per key per minute.
+pub const FLOOD_WINDOW_MS: f64 = 60_000.0;
+/// The default cap per key per window (`SENTRY_MAX_EVENTS_PER_MINUTE`).
+pub const DEFAULT_MAX_EVENTS_PER_WINDOW: u32 = 10;
+/// How long counts wait for an envelope to ride along with before they are sent alone. Well
+/// inside the 30 s `wait_until` grants, so the wait never outlives the request that scheduled it.
+pub const CLIENT_REPORT_FLUSH_MS: u32 = 5_000;
+/// Keys tracked at once by flood control; beyond this the oldest window is forgotten.
+const MAX_FLOOD_KEYS: usize = 256;
+/// Below this an envelope is sent as-is: gzip's 18-byte frame would eat the gain.
+pub const MIN_GZIP_BYTES: usize = 512;
+
+/// Why an event was not sent: the `reason` of a client report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// `SENTRY_SAMPLE_RATE` left it out.
+    SampleRate,
+    /// Sentry asked us to back off (a rate limit in force, or a 429 for this envelope).
+    RatelimitBackoff,
+    /// Flood control: the key had reached its cap for the window.
+    Backpressure,
+    /// Sentry could not be reached (refused, reset, or no answer in time).
+    NetworkError,
+    /// Sentry answered with an error other than 429.
+    SendError,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::SampleRate => "sample_rate",
+            Reason::RatelimitBackoff => "ratelimit_backoff",
+            Reason::Backpressure => "backpressure",
+            Reason::NetworkError => "network_error",
+            Reason::SendError => "send_error",
+        }
+    }
+
+    /// The reason for an envelope Sentry answered with `status`; `None` when it was accepted.
+    pub fn for_status(status: u16) -> Option<Reason> {
+        match status {
+            200..=299 => None,
+            429 => Some(Reason::RatelimitBackoff),
+            _ => Some(Reason::SendError),
+        }
+    }
+}
+
+/// Drop counts by (reason, category), in the order first seen.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Discards {
+    counts: Vec<(Reason, &'static str, u64)>,
+}
+
+impl Discards {
+    pub const fn new() -> Self {
+        Discards { counts: Vec::new() }
+    }
+
+    pub fn add(&mut self, reason: Reason, category: &'static str, quantity: u64) {
+        if quantity == 0 {
+            return;
+        }
+        match self
+            .counts
+            .iter_mut()
+            .find(|(r, c, _)| *r == reason && *c == category)
+        {
+            Some((_, _, n)) => *n = n.saturating_add(quantity),
+            None => self.counts.push((reason, category, quantity)),
+        }
+    }
+
+    pub fn merge(&mut self, other: Discards) {
+        for (reason, category, quantity) in other.counts {
+            self.add(reason, category, quantity);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    /// The total dropped for `reason` (any category).
+    pub fn total(&self, reason: Reason) -> u64 {
+        self.counts
+            .iter()
+            .filter(|(r, _, _)| *r == reason)
+            .map(|(_, _, n)| n)
+            .sum()
+    }
+
+    /// The `client_report` payload (develop.sentry.dev, "Client Reports"): `timestamp` in whole
+    /// seconds since the epoch and one `discarded_events` entry per (reason, category).
+    pub fn client_report(&self, now_ms: f64) -> Value {
+        let seconds = if now_ms.is_finite() && now_ms > 0.0 {
+            (now_ms / 1000.0) as u64
+        } else {
+            0
+        };
+        let discarded: Vec<Value> = self
+            .counts
+            .iter()
+            .map(|(reason, category, quantity)| {
+                json!({ "reason": reason.as_str(), "category": category, "quantity": quantity })
+            })
+            .collect();
+        json!({ "timestamp": seconds, "discarded_events": discarded })
+    }
+}
+
+/// Caps events per key per fixed window.
+#[derive(Debug, Clone)]
+pub struct FloodGate {
+    max_per_window: u32,
+    /// (key hash, window start, events allowed in it).
+    windows: Vec<(u64, f64, u32)>,
+}
+
+impl FloodGate {
+    /// `max_per_window` 0: no cap.
+    pub const fn new(max_per_window: u32) -> Self {
+        FloodGate {
+            max_per_window,
+            windows: Vec::new(),
+        }
+    }
+
+    /// Whether one more event for `key` may be sent at `now_ms` (and counts it if so).
+    pub fn allow(&mut self, key: &str, now_ms: f64) -> bool {
+        if self.max_per_window == 0 {
+            return true;
+        }
+        let hash = fnv1a(key.as_bytes());
+        if let Some(window) = self.windows.iter_mut().find(|(h, _, _)| *h == hash) {
+            if now_ms - window.1 >= FLOOD_WINDOW_MS || now_ms < window.1 {
+                *window = (hash, now_ms, 1);
+                return true;
+            }
+            if window.2 >= self.max_per_window {
+                return false;
+            }
+            window.2 += 1;
+            return true;
+        }
+        if self.windows.len() >= MAX_FLOOD_KEYS {
+            self.windows
+                .retain(|(_, start, _)| now_ms - start < FLOOD_WINDOW_MS);
+        }
+        if self.windows.len() >= MAX_FLOOD_KEYS {
+            if let Some(oldest) = self
+                .windows
+                .iter()
+                .enumerate()
+                .min_by(|a, b| a.1 .1.total_cmp(&b.1 .1))
+                .map(|(i, _)| i)
+            {
+                self.windows.swap_remove(oldest);
+            }
+        }
+        self.windows.push((hash, now_ms, 1));
+        true
+    }
+}
+
+/// The flood-control key until the grouping fingerprint lands: the failure's mechanism, its
+/// status and the request path. (Swapping it for the fingerprint is one line in the edge.)
+pub fn provisional_key(mechanism: &str, status: u16, path: &str) -> String {
+    format!("{mechanism}\n{status}\n{path}")
+}
+
+/// 64-bit FNV-1a: a fixed-size key for the flood table (collisions only merge two caps).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Whether the sampling decision needs a random draw at all (0 and 1 do not).
+pub fn needs_draw(sample_rate: f64) -> bool {
+    sample_rate > 0.0 && sample_rate < 1.0
+}
+
+/// Keeps an event with probability `sample_rate`, given a uniform 32-bit `draw`. With no draw
+/// available (no randomness) the event is kept: reporting fails open.
+pub fn sampled(sample_rate: f64, draw: Option<u32>) -> bool {
+    if sample_rate >= 1.0 {
+        return true;
+    }
+    if sample_rate <= 0.0 || sample_rate.is_nan() {
+        return false;
+    }
+    draw.is_none_or(|d| f64::from(d) / 4_294_967_296.0 < sample_rate)
+}
+
+/// Whether a gzip of `original` bytes that came out at `compressed` bytes should be sent.
+pub fn gzip_pays(original: usize, compressed: usize) -> bool {
+    compressed < original
+}
+
+/// The isolate's reporting state.
+#[derive(Debug, Clone)]
+pub struct Reporter {
+    pub limits: RateLimits,
+    flood: FloodGate,
+    pending: Discards,
+    flush_scheduled: bool,
+}
+
+impl Reporter {
+    pub const fn new(max_per_window: u32) -> Self {
+        Reporter {
+            limits: RateLimits::new(),
+            flood: FloodGate::new(max_per_window),
+            pending: Discards::new(),
+            flush_scheduled: false,
+        }
+    }
+
+    /// Decides whether an event of `category` goes ahead: sampling first, then rate limits,
+    /// then flood control for `flood_key` (`None`: not capped). A refusal is counted.
+    pub fn admit(
+        &mut self,
+        now_ms: f64,
+        category: &'static str,
+        sampled: bool,
+        flood_key: Option<&str>,
+    ) -> Result<(), Reason> {
+        let refused = if !sampled {
+            Some(Reason::SampleRate)
+        } else if self.limits.is_limited(category, now_ms) {
+            Some(Reason::RatelimitBackoff)
+        } else if flood_key.is_some_and(|key| !self.flood.allow(key, now_ms)) {
+            Some(Reason::Backpressure)
+        } else {
+            None
+        };
+        match refused {
+            Some(reason) => {
+                self.record(reason, category, 1);
+                Err(reason)
+            }
+            None => Ok(()),
+        }
+    }
+
+    pub fn record(&mut self, reason: Reason, category: &'static str, quantity: u64) {
+        self.pending.add(reason, category, quantity);
+    }
+
+    /// Takes the pending counts to send with an envelope (`None` when there are none).
+    pub fn take(&mut self) -> Option<Discards> {
+        (!self.pending.is_empty()).then(|| std::mem::take(&mut self.pending))
+    }
+
+    /// Gives back counts whose envelope did not arrive.
+    pub fn give_back(&mut self, discards: Discards) {
+        self.pending.merge(discards);
+    }
+
+    /// Whether a standalone flush should be scheduled now: there are counts and none is
+    /// scheduled yet. Marks one as scheduled.
+    pub fn wants_flush(&mut self) -> bool {
+        if self.pending.is_empty() || self.flush_scheduled {
+            return false;
+        }
+        self.flush_scheduled = true;
+        true
+    }
+
+    /// The scheduled flush ran: takes what is still pending (an envelope may have carried it).
+    pub fn flush_due(&mut self) -> Option<Discards> {
+        self.flush_scheduled = false;
+        self.take()
+    }
+
+    /// Reads Sentry's answer to an envelope. Returns whether it set a rate limit.
+    pub fn observe(
+        &mut self,
+        now_ms: f64,
+        status: u16,
+        rate_limits: Option<&str>,
+        retry_after: Option<&str>,
+    ) -> bool {
+        self.limits.update(now_ms, status, rate_limits, retry_after)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ratelimit::{CATEGORY_ERROR, CATEGORY_FEEDBACK};
+
+    const NOW: f64 = 1_795_521_600_000.0;
+
+    #[test]
+    fn client_report_bytes() {
+        let mut d = Discards::new();
+        d.add(Reason::Backpressure, CATEGORY_ERROR, 3);
+        d.add(Reason::SampleRate, CATEGORY_ERROR, 1);
+        d.add(Reason::Backpressure, CATEGORY_ERROR, 2);
+        d.add(Reason::NetworkError, CATEGORY_FEEDBACK, 0);
+        assert_eq!(
+            d.client_report(NOW + 999.0).to_string(),
+            r#"{"discarded_events":[{"category":"error","quantity":5,"reason":"backpressure"},{"category":"error","quantity":1,"reason":"sample_rate"}],"timestamp":1795521600}"#
+        );
+        assert_eq!(d.total(Reason::Backpressure), 5);
+    }
+
+    #[test]
+    fn reasons_for_answers() {
+        assert_eq!(Reason::for_status(200), None);
+        assert_eq!(Reason::for_status(202), None);
+        assert_eq!(Reason::for_status(429), Some(Reason::RatelimitBackoff));
+        assert_eq!(Reason::for_status(413), Some(Reason::SendError));
+        assert_eq!(Reason::for_status(500), Some(Reason::SendError));
+    }
+
+    #[test]
+    fn flood_gate_caps_per_key_per_window() {
+        let mut gate = FloodGate::new(3);
+        let a = provisional_key("origin_status", 500, "/a");
+        let b = provisional_key("origin_status", 502, "/a");
+        let allowed: Vec<bool> = (0..5).map(|i| gate.allow(&a, NOW + f64::from(i))).collect();
+        assert_eq!(allowed, [true, true, true, false, false]);
+        assert!(gate.allow(&b, NOW), "another key has its own cap");
+        assert!(!gate.allow(&a, NOW + 59_999.0));
+        assert!(gate.allow(&a, NOW + 60_000.0), "a new window");
+        assert!(FloodGate::new(0).allow(&a, NOW), "0: no cap");
+    }
+
+    #[test]
+    fn flood_gate_memory_is_bounded() {
+        let mut gate = FloodGate::new(1);
+        for i in 0..1000 {
+            assert!(gate.allow(&format!("k{i}"), NOW + f64::from(i)));
+        }
+        assert_eq!(gate.windows.len(), MAX_FLOOD_KEYS);
+        assert!(
+            !gate.allow("k999", NOW + 1000.0),
+            "recent keys are remembered"
+        );
+    }
+
+    #[test]
+    fn sampling() {
+        assert!(sampled(1.0, None));
+        assert!(!sampled(0.0, Some(0)));
+        assert!(sampled(0.5, Some(0)));
+        assert!(sampled(0.5, Some(u32::MAX / 2 - 1)));
+        assert!(!sampled(0.5, Some(u32::MAX / 2 + 1)));
+        assert!(!sampled(0.25, Some(u32::MAX)));
+        assert!(sampled(0.25, None), "no randomness: fail open");
+        assert!(!needs_draw(1.0) && !needs_draw(0.0) && needs_draw(0.1));
+        let kept = (0..1000u32)
+            .filter(|i| sampled(0.3, Some(i.wrapping_mul(4_294_967))))
+            .count();
+        assert!((290..=310).contains(&kept), "{kept}");
+    }
+
+    #[test]
+    fn admit_orders_and_counts_its_refusals() {
+        let mut r = Reporter::new(2);
+        assert_eq!(
+            r.admit(NOW, CATEGORY_ERROR, false, Some("k")),
+            Err(Reason::SampleRate)
+        );
+        assert_eq!(r.admit(NOW, CATEGORY_ERROR, true, Some("k")), Ok(()));
+        assert_eq!(r.admit(NOW, CATEGORY_ERROR, true, Some("k")), Ok(()));
+        assert_eq!(
+            r.admit(NOW, CATEGORY_ERROR, true, Some("k")),
+            Err(Reason::Backpressure)
+        );
+        r.observe(NOW, 429, Some("2:error:key"), None);
+        assert_eq!(
+            r.admit(NOW + 1000.0, CATEGORY_ERROR, true, Some("other")),
+            Err(Reason::RatelimitBackoff)
+        );
+        assert_eq!(
+            r.admit(NOW + 1000.0, CATEGORY_FEEDBACK, true, None),
+            Ok(()),
+            "the limit was for errors only"
+        );
+        assert_eq!(
+            r.admit(NOW + 2000.0, CATEGORY_ERROR, true, Some("other")),
+            Ok(())
+        );
+        let taken = r.take().unwrap();
+        assert_eq!(
+            taken.client_report(NOW).to_string(),
+            r#"{"discarded_events":[{"category":"error","quantity":1,"reason":"sample_rate"},{"category":"error","quantity":1,"reason":"backpressure"},{"category":"error","quantity":1,"reason":"ratelimit_backoff"}],"timestamp":1795521600}"#
+        );
+        assert_eq!(r.take(), None);
+    }
+
+    #[test]
+    fn counts_are_flushed_once_and_given_back_on_failure() {
+        let mut r = Reporter::new(1);
+        assert!(!r.wants_flush(), "nothing to flush");
+        r.record(Reason::SampleRate, CATEGORY_ERROR, 2);
+        assert!(r.wants_flush());
+        assert!(!r.wants_flush(), "one flush at a time");
+        let carried = r.take().unwrap();
+        assert_eq!(r.flush_due(), None, "an envelope carried them");
+        r.give_back(carried);
+        r.record(Reason::SampleRate, CATEGORY_ERROR, 1);
+        assert!(r.wants_flush());
+        assert_eq!(r.flush_due().unwrap().total(Reason::SampleRate), 3);
+    }
+
+    #[test]
+    fn gzip_only_when_smaller() {
+        assert!(gzip_pays(1000, 400));
+        assert!(!gzip_pays(100, 118));
+    }
+}

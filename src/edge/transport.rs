@@ -1,0 +1,339 @@
+//! The envelope transport: admission (sampling, rate limits, flood control), the POST to Sentry
+//! (gzip when it pays, one retry on a network error, abandoned after a timeout), reading the
+//! rate limits off every answer, and the client reports of what was dropped. Every decision is
+//! `delivery::Reporter`'s; this file only carries them out against the runtime.
+
+use super::{count_reporter_failure, js_message, within};
+use crate::delivery::{self, Discards, Reason, Reporter, CLIENT_REPORT_FLUSH_MS, MIN_GZIP_BYTES};
+use crate::dsn::Dsn;
+use crate::envelope;
+use crate::id::EventId;
+use crate::{SDK_NAME, SDK_VERSION};
+use js_sys::futures::JsFuture;
+use std::cell::RefCell;
+use std::time::Duration;
+use wasm_bindgen::{JsCast, JsValue};
+use worker::web_sys;
+use worker::{console_log, console_warn, Context, Delay};
+
+/// One attempt at sending that has not finished by then is abandoned. With the one retry a
+/// network error earns, a send ends within 16 s, well inside the 30 s `wait_until` grants.
+const SENTRY_SEND_TIMEOUT_MS: u32 = 8_000;
+
+thread_local! {
+    /// The isolate's rate limits, flood windows and drop counts (replaced with the configured
+    /// cap when the config is read).
+    static REPORTER: RefCell<Reporter> = const { RefCell::new(Reporter::new(0)) };
+}
+
+/// Starts the isolate's reporting state with the configured flood cap.
+pub(super) fn init(max_events_per_minute: u32) {
+    REPORTER.with(|r| r.replace(Reporter::new(max_events_per_minute)));
+}
+
+fn with_reporter<T>(f: impl FnOnce(&mut Reporter) -> T) -> Option<T> {
+    REPORTER.with(|r| r.try_borrow_mut().ok().map(|mut r| f(&mut r)))
+}
+
+/// Whether an event of `category` may be built and sent: the sampling draw, Sentry's rate
+/// limits and (for `flood_key`) flood control. A refusal is counted, and a flush of the counts
+/// is scheduled.
+pub(super) fn admit(
+    ctx: &Context,
+    dsn: &Dsn,
+    sample_rate: f64,
+    category: &'static str,
+    flood_key: Option<&str>,
+) -> bool {
+    let draw = delivery::needs_draw(sample_rate)
+        .then(|| {
+            let mut random = [0u8; 4];
+            getrandom::fill(&mut random).ok()?;
+            Some(u32::from_le_bytes(random))
+        })
+        .flatten();
+    let sampled = delivery::sampled(sample_rate, draw);
+    let now = js_sys::Date::now();
+    let admitted = with_reporter(|r| r.admit(now, category, sampled, flood_key)).unwrap_or(Ok(()));
+    match admitted {
+        Ok(()) => true,
+        Err(reason) => {
+            schedule_flush(ctx, dsn, reason);
+            false
+        }
+    }
+}
+
+/// Sends the pending drop counts alone after `CLIENT_REPORT_FLUSH_MS`, unless an envelope
+/// carries them first. One flush at a time per isolate.
+fn schedule_flush(ctx: &Context, dsn: &Dsn, reason: Reason) {
+    if with_reporter(Reporter::wants_flush) != Some(true) {
+        return;
+    }
+    console_log!(
+        "edgeguard: dropping events ({}); the counts go to Sentry in a client report",
+        reason.as_str()
+    );
+    let (url, auth) = endpoint(dsn);
+    ctx.wait_until(async move {
+        Delay::from(Duration::from_millis(u64::from(CLIENT_REPORT_FLUSH_MS))).await;
+        let Some(discards) = with_reporter(Reporter::flush_due).flatten() else {
+            return;
+        };
+        let now = js_sys::Date::now();
+        let body = envelope::client_report_envelope(now, &discards.client_report(now));
+        Delivery {
+            url,
+            auth,
+            body,
+            id: None,
+            what: "client report",
+            category: None,
+            carried: Some(discards),
+        }
+        .send()
+        .await;
+    });
+}
+
+fn endpoint(dsn: &Dsn) -> (String, String) {
+    (
+        dsn.envelope_url(),
+        dsn.auth_header(&format!("{SDK_NAME}/{SDK_VERSION}")),
+    )
+}
+
+/// One envelope on its way to Sentry.
+pub(super) struct Delivery {
+    url: String,
+    auth: String,
+    body: Vec<u8>,
+    id: Option<EventId>,
+    what: &'static str,
+    /// The category of the envelope's own item; `None` for a client report alone.
+    category: Option<&'static str>,
+    /// Drop counts this envelope carries: given back if it does not arrive.
+    carried: Option<Discards>,
+}
+
+/// What went wrong with one POST.
+enum SendFailure {
+    /// The fetch was rejected (refused, reset, DNS): worth the one retry.
+    Network(String),
+    /// No answer within `SENTRY_SEND_TIMEOUT_MS`: abandoned, never retried.
+    Timeout,
+    /// The request could not even be built.
+    Local(String),
+}
+
+/// Sentry's answer, as far as the transport cares.
+struct Answer {
+    status: u16,
+    rate_limits: Option<String>,
+    retry_after: Option<String>,
+}
+
+impl Delivery {
+    /// An event (or feedback) envelope; pending drop counts are attached when it is sent.
+    pub(super) fn new(
+        dsn: &Dsn,
+        body: Vec<u8>,
+        id: EventId,
+        what: &'static str,
+        category: &'static str,
+    ) -> Self {
+        let (url, auth) = endpoint(dsn);
+        Delivery {
+            url,
+            auth,
+            body,
+            id: Some(id),
+            what,
+            category: Some(category),
+            carried: None,
+        }
+    }
+
+    /// Sends once (twice on a network error) and logs the result. Never shown to the visitor;
+    /// a failure is logged and counted (reporting the reporter's failure could recurse).
+    pub(super) async fn send(mut self) {
+        let now = js_sys::Date::now();
+        // A limit may have arrived since admission (another send's answer): drop without a
+        // request. A client report alone is held back only by a limit on every category.
+        let category = self.category.unwrap_or("internal");
+        if with_reporter(|r| r.limits.is_limited(category, now)) == Some(true) {
+            self.dropped(Reason::RatelimitBackoff, "rate limited");
+            return;
+        }
+        if self.category.is_some() {
+            if let Some(discards) = with_reporter(Reporter::take).flatten() {
+                self.body
+                    .extend_from_slice(&envelope::client_report_item(&discards.client_report(now)));
+                self.carried = Some(discards);
+            }
+        }
+        let plain = self.body.len();
+        let gzipped = if plain >= MIN_GZIP_BYTES {
+            gzip(&self.body)
+                .await
+                .map_err(|e| console_warn!("edgeguard: gzip failed, sending plain: {e}"))
+                .ok()
+                .filter(|g| delivery::gzip_pays(plain, g.len()))
+        } else {
+            None
+        };
+        let wire = gzipped.as_ref().map_or(plain, Vec::len);
+        let answer = match self.post(gzipped.as_deref()).await {
+            Err(SendFailure::Network(error)) => {
+                console_warn!("edgeguard: {} not sent ({error}); retrying once", self.what);
+                self.post(gzipped.as_deref()).await
+            }
+            other => other,
+        };
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(SendFailure::Network(error) | SendFailure::Local(error)) => {
+                return self.dropped(Reason::NetworkError, &error);
+            }
+            Err(SendFailure::Timeout) => {
+                return self.dropped(
+                    Reason::NetworkError,
+                    &format!("no answer within {SENTRY_SEND_TIMEOUT_MS} ms"),
+                );
+            }
+        };
+        let limited = with_reporter(|r| {
+            r.observe(
+                js_sys::Date::now(),
+                answer.status,
+                answer.rate_limits.as_deref(),
+                answer.retry_after.as_deref(),
+            )
+        }) == Some(true);
+        if limited {
+            console_warn!("edgeguard: Sentry set a rate limit; events are dropped until it ends");
+        }
+        match Reason::for_status(answer.status) {
+            None => match self.id {
+                Some(id) => console_log!(
+                    "edgeguard: sent event {id} ({}): Sentry answered {} ({plain} bytes, {wire} sent)",
+                    self.what,
+                    answer.status
+                ),
+                None => console_log!(
+                    "edgeguard: sent a client report: Sentry answered {} ({plain} bytes, {wire} sent)",
+                    answer.status
+                ),
+            },
+            Some(reason) => {
+                self.dropped(
+                    reason,
+                    &format!("Sentry refused it: HTTP {}", answer.status),
+                );
+            }
+        }
+    }
+
+    /// Counts this envelope's own item as dropped for `reason` and gives back what it carried.
+    fn dropped(self, reason: Reason, why: &str) {
+        let (category, carried) = (self.category, self.carried);
+        with_reporter(|r| {
+            if let Some(carried) = carried {
+                r.give_back(carried);
+            }
+            if let Some(category) = category {
+                r.record(reason, category, 1);
+            }
+        });
+        let id = self.id.map(|id| id.to_hex()).unwrap_or_default();
+        count_reporter_failure(&format!(
+            "{} {id} not sent ({}): {why}",
+            self.what,
+            reason.as_str()
+        ));
+    }
+
+    /// One POST of the envelope (`gzipped`: the compressed body to send instead).
+    async fn post(&self, gzipped: Option<&[u8]>) -> Result<Answer, SendFailure> {
+        let local = |what: &str, e: &JsValue| SendFailure::Local(js_message(what, e));
+        let headers = web_sys::Headers::new().map_err(|e| local("Headers", &e))?;
+        let mut pairs = vec![
+            ("content-type", envelope::CONTENT_TYPE),
+            ("x-sentry-auth", self.auth.as_str()),
+        ];
+        if gzipped.is_some() {
+            pairs.push(("content-encoding", "gzip"));
+        }
+        for (name, value) in pairs {
+            headers
+                .set(name, value)
+                .map_err(|e| local("Headers.set", &e))?;
+        }
+        let controller =
+            web_sys::AbortController::new().map_err(|e| local("AbortController", &e))?;
+        let init = web_sys::RequestInit::new();
+        init.set_method("POST");
+        init.set_headers(&headers);
+        init.set_body(&js_sys::Uint8Array::from(gzipped.unwrap_or(&self.body)));
+        init.set_signal(Some(&controller.signal()));
+        let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+        let fetch = JsFuture::from(global.fetch_with_str_and_init(&self.url, &init));
+        match within(SENTRY_SEND_TIMEOUT_MS, fetch).await {
+            None => {
+                controller.abort();
+                Err(SendFailure::Timeout)
+            }
+            Some(Err(error)) => Err(SendFailure::Network(js_message("fetch", &error))),
+            Some(Ok(value)) => {
+                let response: web_sys::Response = value
+                    .dyn_into()
+                    .map_err(|_| SendFailure::Local("fetch resolved to a non-Response".into()))?;
+                if let Some(body) = response.body() {
+                    let _ = body.cancel();
+                }
+                let header = |name: &str| response.headers().get(name).ok().flatten();
+                Ok(Answer {
+                    status: response.status(),
+                    rate_limits: header("x-sentry-rate-limits"),
+                    retry_after: header("retry-after"),
+                })
+            }
+        }
+    }
+}
+
+/// `bytes` through the runtime's `CompressionStream("gzip")`. Reached through `Reflect`, so no
+/// extra `web-sys` features (and no compressor in the wasm) are needed.
+async fn gzip(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let global = js_sys::global();
+    let ctor: js_sys::Function =
+        js_sys::Reflect::get(&global, &JsValue::from_str("CompressionStream"))
+            .ok()
+            .and_then(|c| c.dyn_into().ok())
+            .ok_or("no CompressionStream in this runtime")?;
+    let args = js_sys::Array::of1(&JsValue::from_str("gzip"));
+    let compressor = js_sys::Reflect::construct(&ctor, &args)
+        .map_err(|e| js_message("CompressionStream", &e))?;
+    let input =
+        web_sys::Response::new_with_opt_buffer_source(Some(&js_sys::Uint8Array::from(bytes)))
+            .map_err(|e| js_message("Response", &e))?;
+    let stream = input.body().ok_or("a Response without a body")?;
+    let pipe_through: js_sys::Function =
+        js_sys::Reflect::get(&stream, &JsValue::from_str("pipeThrough"))
+            .ok()
+            .and_then(|f| f.dyn_into().ok())
+            .ok_or("ReadableStream without pipeThrough")?;
+    let compressed = pipe_through
+        .call1(&stream, &compressor)
+        .map_err(|e| js_message("pipeThrough", &e))?;
+    let output = web_sys::Response::new_with_opt_readable_stream(Some(compressed.unchecked_ref()))
+        .map_err(|e| js_message("Response", &e))?;
+    let buffer = JsFuture::from(
+        output
+            .array_buffer()
+            .map_err(|e| js_message("arrayBuffer", &e))?,
+    )
+    .await
+    .map_err(|e| js_message("arrayBuffer", &e))?;
+    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+}
