@@ -307,10 +307,10 @@ fn parse_bool(raw: &str) -> Option<bool> {
     }
 }
 
-/// A finite number in 0.0..=1.0.
+/// A number in 0.0..=1.0, read to a millionth (by hand: see `decimal`).
 fn parse_sample_rate(raw: &str) -> Option<f64> {
-    let rate: f64 = raw.trim().parse().ok()?;
-    (rate.is_finite() && (0.0..=1.0).contains(&rate)).then_some(rate)
+    let millionths = crate::decimal::parse_fixed(raw, 6)?;
+    (millionths <= 1_000_000).then(|| millionths as f64 / 1_000_000.0)
 }
 
 fn parse_timeout(raw: &str) -> Result<u32, TimeoutError> {

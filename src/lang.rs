@@ -58,26 +58,11 @@ fn matching<'a>(range: &str, available: &[&'a str], fallback: &'a str) -> Option
         .copied()
 }
 
-/// A q-value (RFC 9110 §12.4.2: `0` to `1`, three decimals at most) in thousandths; digits past
-/// the third are ignored, anything else is `None`. By hand rather than `str::parse::<f32>`, whose
-/// float parser and its tables cost ~15 KB gzip of wasm. Shared by `Accept` negotiation.
+/// A q-value (RFC 9110 §12.4.2: `0` to `1`, three decimals) in thousandths; `None` when it is
+/// not one. Shared by `Accept` negotiation.
 pub(crate) fn parse_q(v: &str) -> Option<u16> {
-    let v = v.trim();
-    let (whole, fraction) = v.split_once('.').unwrap_or((v, ""));
-    let mut value: u16 = match whole {
-        "0" => 0,
-        "1" => 1000,
-        _ => return None,
-    };
-    let mut scale = 100;
-    for digit in fraction.bytes() {
-        if !digit.is_ascii_digit() {
-            return None;
-        }
-        value += u16::from(digit - b'0') * scale;
-        scale /= 10;
-    }
-    (value <= 1000).then_some(value)
+    let q = crate::decimal::parse_fixed(v, 3)?;
+    u16::try_from(q).ok().filter(|&q| q <= 1000)
 }
 
 /// Whether `prefix` is `tag` or a leading subtag sequence of it (`ko` of `ko-KR`).

@@ -23,6 +23,7 @@
 )]
 
 pub mod config;
+pub mod decimal;
 pub mod delivery;
 pub mod dsn;
 pub mod envelope;
