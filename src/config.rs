@@ -6,6 +6,8 @@
 
 use crate::dsn::{Dsn, DsnError};
 use crate::origin::{OriginUrl, OriginUrlError};
+use crate::outcome::HandledEvents;
+use crate::scrub::Privacy;
 use std::fmt;
 
 pub const ORIGIN_URL: &str = "ORIGIN_URL";
@@ -16,6 +18,11 @@ pub const ORIGIN_TIMEOUT_MS: &str = "ORIGIN_TIMEOUT_MS";
 pub const PASS_THROUGH_ON_EXCEPTION: &str = "PASS_THROUGH_ON_EXCEPTION";
 pub const DEBUG_PANIC_PATH: &str = "DEBUG_PANIC_PATH";
 pub const DEBUG_ERROR_PATH: &str = "DEBUG_ERROR_PATH";
+pub const SENTRY_REQUEST_HEADERS: &str = "SENTRY_REQUEST_HEADERS";
+pub const SENTRY_SEND_QUERY: &str = "SENTRY_SEND_QUERY";
+pub const SENTRY_SEND_DEFAULT_PII: &str = "SENTRY_SEND_DEFAULT_PII";
+pub const SENTRY_REPORT_4XX: &str = "SENTRY_REPORT_4XX";
+pub const SENTRY_SLOW_ORIGIN_MS: &str = "SENTRY_SLOW_ORIGIN_MS";
 
 pub const DEFAULT_ENVIRONMENT: &str = "production";
 pub const DEFAULT_ORIGIN_TIMEOUT_MS: u32 = 30_000;
@@ -55,6 +62,10 @@ pub struct Config {
     /// (`DEBUG_ERROR_PATH`), so the failure paths can be proven end to end.
     pub debug_panic_path: Option<String>,
     pub debug_error_path: Option<String>,
+    /// What of the visitor's request an event may carry.
+    pub privacy: Privacy,
+    /// The opt-in warnings for responses that pass through.
+    pub handled: HandledEvents,
 }
 
 /// A setting that could not be used as given.
@@ -67,6 +78,11 @@ pub enum ConfigError {
     ReleaseTooLong,
     NotABoolean(&'static str),
     NotAPath(&'static str),
+    /// `SENTRY_REQUEST_HEADERS`: the entry at this 1-based position is not a header name.
+    NotAHeaderName(usize),
+    /// `SENTRY_REPORT_4XX`: the entry at this 1-based position is not a status 400–499.
+    NotA4xxStatus(usize),
+    SlowOrigin(TimeoutError),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +102,9 @@ impl ConfigError {
             ConfigError::EnvironmentTooLong => SENTRY_ENVIRONMENT,
             ConfigError::ReleaseTooLong => SENTRY_RELEASE,
             ConfigError::NotABoolean(name) | ConfigError::NotAPath(name) => name,
+            ConfigError::NotAHeaderName(_) => SENTRY_REQUEST_HEADERS,
+            ConfigError::NotA4xxStatus(_) => SENTRY_REPORT_4XX,
+            ConfigError::SlowOrigin(_) => SENTRY_SLOW_ORIGIN_MS,
         }
     }
 
@@ -104,6 +123,10 @@ impl ConfigError {
             }
             ConfigError::NotABoolean(_) => "treated as false".to_owned(),
             ConfigError::NotAPath(_) => "ignored".to_owned(),
+            ConfigError::NotAHeaderName(_) | ConfigError::NotA4xxStatus(_) => {
+                "that entry is skipped".to_owned()
+            }
+            ConfigError::SlowOrigin(_) => "slow-origin warnings are off".to_owned(),
         }
     }
 }
@@ -130,6 +153,15 @@ impl fmt::Display for ConfigError {
                 "not one of true, false, 1, 0, yes, no, on, off".to_owned()
             }
             ConfigError::NotAPath(_) => "not a path starting with '/'".to_owned(),
+            ConfigError::NotAHeaderName(n) => format!("entry {n} is not a header name"),
+            ConfigError::NotA4xxStatus(n) => format!("entry {n} is not a status from 400 to 499"),
+            ConfigError::SlowOrigin(TimeoutError::NotANumber) => {
+                "not a whole number of milliseconds".to_owned()
+            }
+            ConfigError::SlowOrigin(TimeoutError::Zero) => "must be at least 1".to_owned(),
+            ConfigError::SlowOrigin(TimeoutError::TooLarge) => {
+                format!("must be at most {MAX_ORIGIN_TIMEOUT_MS}")
+            }
         };
         write!(f, "{}: {what}; {}", self.variable(), self.fallback())
     }
@@ -240,6 +272,55 @@ impl Config {
         let debug_panic_path = path(DEBUG_PANIC_PATH);
         let debug_error_path = path(DEBUG_ERROR_PATH);
 
+        let mut flag = |name: &'static str| match get(name) {
+            None => false,
+            Some(raw) => parse_bool(&raw).unwrap_or_else(|| {
+                errors.push(ConfigError::NotABoolean(name));
+                false
+            }),
+        };
+        let send_query = flag(SENTRY_SEND_QUERY);
+        let send_default_pii = flag(SENTRY_SEND_DEFAULT_PII);
+        let request_headers = match get(SENTRY_REQUEST_HEADERS) {
+            None => Privacy::default().request_headers,
+            Some(raw) => parse_list(
+                &raw,
+                &mut errors,
+                |entry| {
+                    let valid = entry.bytes().all(is_token_byte);
+                    valid.then(|| entry.to_ascii_lowercase())
+                },
+                ConfigError::NotAHeaderName,
+            ),
+        };
+        let privacy = Privacy {
+            request_headers,
+            send_query,
+            send_default_pii,
+        };
+        let client_errors = get(SENTRY_REPORT_4XX).map_or_else(Vec::new, |raw| {
+            parse_list(
+                &raw,
+                &mut errors,
+                |entry| {
+                    entry
+                        .parse::<u16>()
+                        .ok()
+                        .filter(|s| (400..=499).contains(s))
+                },
+                ConfigError::NotA4xxStatus,
+            )
+        });
+        let slow_origin_ms = get(SENTRY_SLOW_ORIGIN_MS).and_then(|raw| {
+            parse_timeout(&raw)
+                .map_err(|e| errors.push(ConfigError::SlowOrigin(e)))
+                .ok()
+        });
+        let handled = HandledEvents {
+            client_errors,
+            slow_origin_ms,
+        };
+
         let config = Config {
             origin,
             dsn,
@@ -249,6 +330,8 @@ impl Config {
             pass_through_on_exception,
             debug_panic_path,
             debug_error_path,
+            privacy,
+            handled,
         };
         (config, errors)
     }
@@ -260,6 +343,33 @@ fn parse_bool(raw: &str) -> Option<bool> {
         "false" | "0" | "no" | "off" => Some(false),
         _ => None,
     }
+}
+
+/// A comma-separated list: empty entries are skipped, each other entry goes through `parse`,
+/// and one that does not parse is reported by its 1-based position (never its text) and skipped.
+fn parse_list<T>(
+    raw: &str,
+    errors: &mut Vec<ConfigError>,
+    parse: impl Fn(&str) -> Option<T>,
+    error: impl Fn(usize) -> ConfigError,
+) -> Vec<T> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .enumerate()
+        .filter_map(|(i, entry)| {
+            let parsed = parse(entry);
+            if parsed.is_none() {
+                errors.push(error(i + 1));
+            }
+            parsed
+        })
+        .collect()
+}
+
+/// RFC 9110 `tchar`: what a header name is made of.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 fn parse_timeout(raw: &str) -> Result<u32, TimeoutError> {
@@ -423,6 +533,61 @@ mod tests {
                 "DEBUG_PANIC_PATH: not a path starting with '/'; ignored",
             ]
         );
+    }
+
+    #[test]
+    fn event_content_options() {
+        let (config, errors) = parse(&[]);
+        assert!(errors.is_empty());
+        assert_eq!(config.privacy, Privacy::default());
+        assert!(!config.privacy.send_query && !config.privacy.send_default_pii);
+        assert!(!config.handled.is_on());
+
+        let (config, errors) = parse(&[
+            (
+                SENTRY_REQUEST_HEADERS,
+                " User-Agent, x-request-id,,Authorization ",
+            ),
+            (SENTRY_SEND_QUERY, "true"),
+            (SENTRY_SEND_DEFAULT_PII, "on"),
+            (SENTRY_REPORT_4XX, "404, 429"),
+            (SENTRY_SLOW_ORIGIN_MS, "2500"),
+        ]);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            config.privacy.request_headers,
+            ["user-agent", "x-request-id", "authorization"]
+        );
+        assert!(config.privacy.send_query && config.privacy.send_default_pii);
+        assert_eq!(config.handled.client_errors, [404, 429]);
+        assert_eq!(config.handled.slow_origin_ms, Some(2500));
+
+        let (config, errors) = parse(&[
+            (
+                SENTRY_REQUEST_HEADERS,
+                "accept, bad header:secretvalue, host",
+            ),
+            (SENTRY_SEND_QUERY, "sure"),
+            (SENTRY_REPORT_4XX, "404,503,abc,4O4"),
+            (SENTRY_SLOW_ORIGIN_MS, "0"),
+        ]);
+        assert_eq!(config.privacy.request_headers, ["accept", "host"]);
+        assert!(!config.privacy.send_query);
+        assert_eq!(config.handled.client_errors, [404]);
+        assert_eq!(config.handled.slow_origin_ms, None);
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                "SENTRY_SEND_QUERY: not one of true, false, 1, 0, yes, no, on, off; treated as false",
+                "SENTRY_REQUEST_HEADERS: entry 2 is not a header name; that entry is skipped",
+                "SENTRY_REPORT_4XX: entry 2 is not a status from 400 to 499; that entry is skipped",
+                "SENTRY_REPORT_4XX: entry 3 is not a status from 400 to 499; that entry is skipped",
+                "SENTRY_REPORT_4XX: entry 4 is not a status from 400 to 499; that entry is skipped",
+                "SENTRY_SLOW_ORIGIN_MS: must be at least 1; slow-origin warnings are off",
+            ]
+        );
+        assert!(lines.iter().all(|l| !l.contains("secretvalue")));
     }
 
     #[test]
