@@ -188,6 +188,51 @@ fn envelope_parser_allows_a_missing_final_newline_and_other_items() {
 }
 
 #[test]
+fn envelope_parser_holds_events_to_sentrys_schema_and_limits() {
+    let ok = format!(
+        "{{\"event_id\":\"{ID}\",\"level\":\"warning\",\"transaction\":\"GET /a/{{id}}\",\"fingerprint\":[\"503\"]}}"
+    );
+    assert!(parse_envelope(&envelope(&ok)).is_ok());
+    let long = "x".repeat(201);
+    let context = "y".repeat(9000);
+    for (what, event) in [
+        (
+            "unknown attribute",
+            format!("{{\"event_id\":\"{ID}\",\"route\":\"/a\"}}"),
+        ),
+        (
+            "bad level",
+            format!("{{\"event_id\":\"{ID}\",\"level\":\"warn\"}}"),
+        ),
+        (
+            "long transaction",
+            format!("{{\"event_id\":\"{ID}\",\"transaction\":\"{long}\"}}"),
+        ),
+        (
+            "long tag",
+            format!("{{\"event_id\":\"{ID}\",\"tags\":{{\"a\":\"{long}\"}}}}"),
+        ),
+        (
+            "big context",
+            format!("{{\"event_id\":\"{ID}\",\"contexts\":{{\"c\":{{\"v\":\"{context}\"}}}}}}"),
+        ),
+        (
+            "query in url",
+            format!("{{\"event_id\":\"{ID}\",\"request\":{{\"url\":\"http://h/p?token=1\"}}}}"),
+        ),
+        (
+            "fingerprint",
+            format!("{{\"event_id\":\"{ID}\",\"fingerprint\":[1]}}"),
+        ),
+    ] {
+        assert!(
+            parse_envelope(&envelope(&event)).is_err(),
+            "{what} accepted"
+        );
+    }
+}
+
+#[test]
 fn origin_routes_behave_as_the_tests_assume() {
     let origin = Origin::start();
     let ok = Request::get("/ok").send(origin.port());
@@ -198,6 +243,8 @@ fn origin_routes_behave_as_the_tests_assume() {
     assert_eq!(bytes.body, pattern_bytes(100_000));
     let s = Request::get("/status/503").send(origin.port());
     assert_eq!(s.status, 503);
+    let f = Request::get("/fail/502/orders/7").send(origin.port());
+    assert_eq!(f.status, 502);
     assert!(s.text().contains(SECRET_ORIGIN_DETAIL));
     let r = Request::get("/redirect").send(origin.port());
     assert_eq!((r.status, r.header("location")), (302, Some("/ok")));

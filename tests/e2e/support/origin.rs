@@ -233,6 +233,20 @@ impl Handler for OriginHandler {
                 Ok(n) => write_bytes(stream, n, req.target.ends_with("?hop")),
                 Err(_) => write_response(stream, 400, &[], b"bad length"),
             },
+            // `/fail/<code>/<any path>`: that status on any route, for grouping tests.
+            p if p.starts_with("/fail/") => match p["/fail/".len()..]
+                .split('/')
+                .next()
+                .and_then(|c| c.parse::<u16>().ok())
+            {
+                Some(code) if (200..=599).contains(&code) => write_response(
+                    stream,
+                    code,
+                    &[("Content-Type", "text/plain")],
+                    format!("{SECRET_ORIGIN_DETAIL}: failed with {code}").as_bytes(),
+                ),
+                _ => write_response(stream, 400, &[], b"bad status"),
+            },
             p if p.starts_with("/status/") => match p["/status/".len()..].parse::<u16>() {
                 Ok(code) if (200..=599).contains(&code) => {
                     let body = format!(
