@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::origin::ok_body;
-use crate::support::{contains_bytes, Origin, Request, Sink, SinkMode, Worker};
+use crate::support::origin::{ok_body, FAIL_SET_COOKIE};
+use crate::support::{
+    contains_bytes, raw_exchange, split_response, Origin, Request, Sink, SinkMode, Worker,
+};
 
 const EVENT_WAIT: Duration = Duration::from_secs(15);
 const QUIET: Duration = Duration::from_millis(1000);
@@ -102,6 +104,7 @@ fn opted_in_query_cookies_and_ip_arrive_filtered() {
     const TOKEN: &str = "e2eQueryToken7710";
     const PASSWORD: &str = "e2eQueryPassword3391";
     const AUTH: &str = "e2eAuthHeader8812";
+    const USERINFO: &str = "e2eUserinfoPass4471";
     let origin = Origin::start();
     let sink = Sink::start(SinkMode::Accept);
     let worker = Worker::start(&[
@@ -126,9 +129,28 @@ fn opted_in_query_cookies_and_ip_arrive_filtered() {
     .send(worker.port());
     assert_eq!(resp.status, 500, "{resp:?}");
 
-    let events = sink.wait_for_events(1, EVENT_WAIT);
+    // Userinfo can only come in an absolute-form request line.
+    let raw = raw_exchange(
+        worker.port(),
+        format!(
+            "GET http://e2eUser:{USERINFO}@127.0.0.1:{0}/fail/500/userinfo HTTP/1.1\r\n\
+             Host: 127.0.0.1:{0}\r\nConnection: close\r\n\r\n",
+            worker.port()
+        )
+        .as_bytes(),
+        Duration::from_secs(15),
+    );
+    assert_eq!(split_response(&raw).0, 500);
+
+    let events = sink.wait_for_events(2, EVENT_WAIT);
     sink.assert_no_violations();
-    let request = &events[0]["request"];
+    for event in &events {
+        let url = event["request"]["url"].as_str().unwrap();
+        assert!(!url.contains('@') && !url.contains('?'), "{url}");
+    }
+    let id = resp.header("x-sentry-id").unwrap();
+    let event = events.iter().find(|e| e["event_id"] == id).unwrap();
+    let request = &event["request"];
     assert_eq!(
         request["query_string"],
         json!([
@@ -137,14 +159,14 @@ fn opted_in_query_cookies_and_ip_arrive_filtered() {
             ["password", "[Filtered]"]
         ]),
         "{}",
-        pretty(&events[0])
+        pretty(event)
     );
     assert_eq!(
         request["cookies"],
         json!([["theme", "dark"], ["sessionid", "[Filtered]"]])
     );
     assert_eq!(request["env"], json!({ "REMOTE_ADDR": "203.0.113.9" }));
-    assert_eq!(events[0]["user"], json!({ "ip_address": "203.0.113.9" }));
+    assert_eq!(event["user"], json!({ "ip_address": "203.0.113.9" }));
     let headers = request["headers"].as_object().unwrap();
     assert_eq!(headers["authorization"], "[Filtered]");
     assert_eq!(headers["x-tenant"], "acme");
@@ -154,7 +176,11 @@ fn opted_in_query_cookies_and_ip_arrive_filtered() {
     );
     assert!(request.get("data").is_none(), "the body is never sent");
     for raw in sink.raw_requests() {
-        for secret in [COOKIE, TOKEN, PASSWORD, AUTH] {
+        let set_cookie = FAIL_SET_COOKIE
+            .split(['=', ';'])
+            .nth(1)
+            .unwrap_or(FAIL_SET_COOKIE);
+        for secret in [COOKIE, TOKEN, PASSWORD, AUTH, set_cookie, USERINFO] {
             assert!(!contains_bytes(&raw, secret.as_bytes()), "{secret} sent");
         }
     }
