@@ -58,14 +58,18 @@ pub fn apply(event: &mut Value) {
     cut_field(event, "environment", ENVIRONMENT_CHARS);
     cut_field(event, "message", MESSAGE_CHARS);
     if let Some(Value::Object(tags)) = event.get_mut("tags") {
-        let cut: Map<String, Value> = std::mem::take(tags)
-            .into_iter()
-            .map(|(key, mut value)| {
-                cut_string(&mut value, TAG_CHARS);
-                (truncate(&key, TAG_CHARS), value)
-            })
+        tags.values_mut().for_each(|v| cut_string(v, TAG_CHARS));
+        // Edited in place (rebuilding the map would pull in another sort): long keys are rare.
+        let long: Vec<String> = tags
+            .keys()
+            .filter(|key| key.chars().count() > TAG_CHARS)
+            .cloned()
             .collect();
-        *tags = cut;
+        for key in long {
+            if let Some(value) = tags.remove(&key) {
+                tags.insert(truncate(&key, TAG_CHARS), value);
+            }
+        }
     }
     if let Some(Value::Array(fingerprint)) = event.get_mut("fingerprint") {
         fingerprint
