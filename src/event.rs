@@ -93,7 +93,7 @@ pub fn build(input: &EventInput<'_>) -> Value {
     if let Some(call) = input.origin_call {
         // Never the origin's address: only how long it took and what it said.
         let mut origin = Map::new();
-        origin.insert("duration_ms".into(), json!(call.duration_ms));
+        origin.insert("duration_ms".into(), Value::from(call.duration_ms));
         if let Some(status) = call.status {
             origin.insert("status_code".into(), json!(status));
         }
@@ -130,15 +130,15 @@ pub fn build(input: &EventInput<'_>) -> Value {
         if let Some(request) = input.request {
             object.insert(
                 "transaction".into(),
-                json!(route::transaction(request.method, request.url.path)),
+                Value::String(route::transaction(request.method, request.url.path)),
             );
             if failure.is_origins() {
                 object.insert(
                     "fingerprint".into(),
-                    json!(route::fingerprint(
+                    Value::from(route::fingerprint(
                         failure,
                         request.method,
-                        request.url.path
+                        request.url.path,
                     )),
                 );
             }
@@ -173,13 +173,13 @@ fn request_object(request: &RequestInfo<'_>, config: &Config, client_ip: Option<
     let privacy = &config.privacy;
     let mut object = Map::new();
     object.insert("method".into(), json!(request.method));
-    object.insert("url".into(), json!(request.url.without_query()));
+    object.insert("url".into(), Value::String(request.url.without_query()));
     let headers = filter_headers(pairs(request.headers), &privacy.request_headers);
     object.insert("headers".into(), header_object(headers));
     if privacy.send_query {
         let query = request.url.query.map(filter_query).unwrap_or_default();
         if !query.is_empty() {
-            object.insert("query_string".into(), json!(query));
+            object.insert("query_string".into(), pair_array(query));
         }
     }
     if privacy.send_default_pii {
@@ -190,7 +190,7 @@ fn request_object(request: &RequestInfo<'_>, config: &Config, client_ip: Option<
             .flat_map(|(_, value)| filter_cookies(value))
             .collect();
         if !cookies.is_empty() {
-            object.insert("cookies".into(), json!(cookies));
+            object.insert("cookies".into(), pair_array(cookies));
         }
         if let Some(ip) = client_ip {
             object.insert("env".into(), json!({ "REMOTE_ADDR": ip }));
@@ -204,11 +204,11 @@ fn request_object(request: &RequestInfo<'_>, config: &Config, client_ip: Option<
 fn breadcrumb(call: &OriginCall, request: &RequestInfo<'_>) -> Value {
     let mut data = Map::new();
     data.insert("method".into(), json!(request.method));
-    data.insert("url".into(), json!(request.url.without_query()));
+    data.insert("url".into(), Value::String(request.url.without_query()));
     if let Some(status) = call.status {
         data.insert("status_code".into(), json!(status));
     }
-    data.insert("duration_ms".into(), json!(call.duration_ms));
+    data.insert("duration_ms".into(), Value::from(call.duration_ms));
     let level = match call.status {
         Some(status) if status < 400 => "info",
         Some(status) if status < 500 => "warning",
@@ -221,6 +221,17 @@ fn breadcrumb(call: &OriginCall, request: &RequestInfo<'_>) -> Value {
         "timestamp": rfc3339_millis(call.started_ms + f64::from(call.duration_ms)),
         "data": data,
     })
+}
+
+/// `[[key, value], ...]`, Sentry's pair-list form (keeps order and repeated keys). Built by hand:
+/// `json!` on a tuple list would pull serde's sequence serialiser into the wasm.
+fn pair_array(pairs: Vec<(String, String)>) -> Value {
+    Value::Array(
+        pairs
+            .into_iter()
+            .map(|(key, value)| Value::Array(vec![Value::String(key), Value::String(value)]))
+            .collect(),
+    )
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {

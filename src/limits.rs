@@ -57,19 +57,9 @@ pub fn apply(event: &mut Value) {
     cut_field(event, "transaction", TRANSACTION_CHARS);
     cut_field(event, "environment", ENVIRONMENT_CHARS);
     cut_field(event, "message", MESSAGE_CHARS);
+    // Tag keys are edgeguard's own short names (`status`, `method`, ...); only values vary.
     if let Some(Value::Object(tags)) = event.get_mut("tags") {
         tags.values_mut().for_each(|v| cut_string(v, TAG_CHARS));
-        // Edited in place (rebuilding the map would pull in another sort): long keys are rare.
-        let long: Vec<String> = tags
-            .keys()
-            .filter(|key| key.chars().count() > TAG_CHARS)
-            .cloned()
-            .collect();
-        for key in long {
-            if let Some(value) = tags.remove(&key) {
-                tags.insert(truncate(&key, TAG_CHARS), value);
-            }
-        }
     }
     if let Some(Value::Array(fingerprint)) = event.get_mut("fingerprint") {
         fingerprint
@@ -116,8 +106,9 @@ pub fn apply(event: &mut Value) {
     }
 }
 
-/// A context over [`CONTEXT_BYTES`] has its strings cut, then its largest members dropped until
-/// it fits (`type` is kept: it says what the context is).
+/// A context over [`CONTEXT_BYTES`] has its strings cut, then its largest members emptied
+/// (`null`, which Sentry reads as absent; removing keys would pull B-tree removal code into the
+/// wasm) until it fits. `type` is kept: it says what the context is.
 fn fit_context(context: &mut Value) {
     if serialised_len(context) <= CONTEXT_BYTES {
         return;
@@ -128,14 +119,11 @@ fn fit_context(context: &mut Value) {
     };
     while serialised_len_map(members) > CONTEXT_BYTES {
         let largest = members
-            .iter()
-            .filter(|(key, _)| key.as_str() != "type")
-            .max_by_key(|(_, value)| serialised_len(value))
-            .map(|(key, _)| key.clone());
+            .iter_mut()
+            .filter(|(key, value)| key.as_str() != "type" && !value.is_null())
+            .max_by_key(|(_, value)| serialised_len(value));
         match largest {
-            Some(key) => {
-                members.remove(&key);
-            }
+            Some((_, value)) => *value = Value::Null,
             None => break,
         }
     }
@@ -210,7 +198,7 @@ mod tests {
             "transaction": long,
             "environment": long,
             "message": long,
-            "tags": { long.clone(): long },
+            "tags": { "status": long },
             "fingerprint": ["503", long],
             "exception": { "values": [{
                 "type": "T",
@@ -230,9 +218,8 @@ mod tests {
         assert_eq!(chars(&event["transaction"]), 200);
         assert_eq!(chars(&event["environment"]), 64);
         assert_eq!(chars(&event["message"]), 8192);
-        let (key, value) = event["tags"].as_object().unwrap().iter().next().unwrap();
-        assert_eq!((key.chars().count(), chars(value)), (200, 200));
-        assert!(key.ends_with('…'));
+        assert_eq!(chars(&event["tags"]["status"]), 200);
+        assert!(event["tags"]["status"].as_str().unwrap().ends_with('…'));
         assert_eq!(chars(&event["fingerprint"][1]), 200);
         assert_eq!(event["fingerprint"][0], "503");
         let exception = &event["exception"]["values"][0];
@@ -267,6 +254,11 @@ mod tests {
         assert!(serialised_len(response) <= CONTEXT_BYTES);
         assert_eq!(response["type"], "response");
         assert_eq!(response["status_code"], 503);
+        assert_eq!(
+            response["headers"],
+            Value::Null,
+            "the largest member is emptied"
+        );
         assert_eq!(event["contexts"]["runtime"], runtime_before);
     }
 
