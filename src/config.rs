@@ -7,6 +7,8 @@
 use crate::delivery::DEFAULT_MAX_EVENTS_PER_WINDOW;
 use crate::dsn::{Dsn, DsnError};
 use crate::origin::{OriginUrl, OriginUrlError};
+use crate::outcome::HandledEvents;
+use crate::scrub::Privacy;
 use std::fmt;
 
 pub const ORIGIN_URL: &str = "ORIGIN_URL";
@@ -19,6 +21,11 @@ pub const DEBUG_PANIC_PATH: &str = "DEBUG_PANIC_PATH";
 pub const DEBUG_ERROR_PATH: &str = "DEBUG_ERROR_PATH";
 pub const SENTRY_SAMPLE_RATE: &str = "SENTRY_SAMPLE_RATE";
 pub const SENTRY_MAX_EVENTS_PER_MINUTE: &str = "SENTRY_MAX_EVENTS_PER_MINUTE";
+pub const SENTRY_REQUEST_HEADERS: &str = "SENTRY_REQUEST_HEADERS";
+pub const SENTRY_SEND_QUERY: &str = "SENTRY_SEND_QUERY";
+pub const SENTRY_SEND_DEFAULT_PII: &str = "SENTRY_SEND_DEFAULT_PII";
+pub const SENTRY_REPORT_4XX: &str = "SENTRY_REPORT_4XX";
+pub const SENTRY_SLOW_ORIGIN_MS: &str = "SENTRY_SLOW_ORIGIN_MS";
 
 pub const DEFAULT_ENVIRONMENT: &str = "production";
 pub const DEFAULT_ORIGIN_TIMEOUT_MS: u32 = 30_000;
@@ -66,6 +73,10 @@ pub struct Config {
     /// `SENTRY_MAX_EVENTS_PER_MINUTE`: events sent per grouping key per minute per isolate
     /// (default 10; 0 = no cap). The rest are counted in client reports.
     pub max_events_per_minute: u32,
+    /// What of the visitor's request an event may carry.
+    pub privacy: Privacy,
+    /// The opt-in warnings for responses that pass through.
+    pub handled: HandledEvents,
 }
 
 /// A setting that could not be used as given.
@@ -80,6 +91,11 @@ pub enum ConfigError {
     NotAPath(&'static str),
     SampleRate,
     MaxEventsPerMinute,
+    /// `SENTRY_REQUEST_HEADERS`: the entry at this 1-based position is not a header name.
+    NotAHeaderName(usize),
+    /// `SENTRY_REPORT_4XX`: the entry at this 1-based position is not a status 400–499.
+    NotA4xxStatus(usize),
+    SlowOrigin(TimeoutError),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +117,9 @@ impl ConfigError {
             ConfigError::NotABoolean(name) | ConfigError::NotAPath(name) => name,
             ConfigError::SampleRate => SENTRY_SAMPLE_RATE,
             ConfigError::MaxEventsPerMinute => SENTRY_MAX_EVENTS_PER_MINUTE,
+            ConfigError::NotAHeaderName(_) => SENTRY_REQUEST_HEADERS,
+            ConfigError::NotA4xxStatus(_) => SENTRY_REPORT_4XX,
+            ConfigError::SlowOrigin(_) => SENTRY_SLOW_ORIGIN_MS,
         }
     }
 
@@ -123,6 +142,10 @@ impl ConfigError {
             ConfigError::MaxEventsPerMinute => {
                 format!("using the default of {DEFAULT_MAX_EVENTS_PER_WINDOW}")
             }
+            ConfigError::NotAHeaderName(_) | ConfigError::NotA4xxStatus(_) => {
+                "that entry is skipped".to_owned()
+            }
+            ConfigError::SlowOrigin(_) => "slow-origin warnings are off".to_owned(),
         }
     }
 }
@@ -152,6 +175,15 @@ impl fmt::Display for ConfigError {
             ConfigError::SampleRate => "not a number from 0.0 to 1.0".to_owned(),
             ConfigError::MaxEventsPerMinute => {
                 format!("not a whole number from 0 to {MAX_EVENTS_PER_MINUTE}")
+            }
+            ConfigError::NotAHeaderName(n) => format!("entry {n} is not a header name"),
+            ConfigError::NotA4xxStatus(n) => format!("entry {n} is not a status from 400 to 499"),
+            ConfigError::SlowOrigin(TimeoutError::NotANumber) => {
+                "not a whole number of milliseconds".to_owned()
+            }
+            ConfigError::SlowOrigin(TimeoutError::Zero) => "must be at least 1".to_owned(),
+            ConfigError::SlowOrigin(TimeoutError::TooLarge) => {
+                format!("must be at most {MAX_ORIGIN_TIMEOUT_MS}")
             }
         };
         write!(f, "{}: {what}; {}", self.variable(), self.fallback())
@@ -282,6 +314,54 @@ impl Config {
                     DEFAULT_MAX_EVENTS_PER_WINDOW
                 }),
         };
+        let mut flag = |name: &'static str| match get(name) {
+            None => false,
+            Some(raw) => parse_bool(&raw).unwrap_or_else(|| {
+                errors.push(ConfigError::NotABoolean(name));
+                false
+            }),
+        };
+        let send_query = flag(SENTRY_SEND_QUERY);
+        let send_default_pii = flag(SENTRY_SEND_DEFAULT_PII);
+        let request_headers = match get(SENTRY_REQUEST_HEADERS) {
+            None => Privacy::default().request_headers,
+            Some(raw) => parse_list(
+                &raw,
+                &mut errors,
+                |entry| {
+                    let valid = entry.bytes().all(is_token_byte);
+                    valid.then(|| entry.to_ascii_lowercase())
+                },
+                ConfigError::NotAHeaderName,
+            ),
+        };
+        let privacy = Privacy {
+            request_headers,
+            send_query,
+            send_default_pii,
+        };
+        let client_errors = get(SENTRY_REPORT_4XX).map_or_else(Vec::new, |raw| {
+            parse_list(
+                &raw,
+                &mut errors,
+                |entry| {
+                    entry
+                        .parse::<u16>()
+                        .ok()
+                        .filter(|s| (400..=499).contains(s))
+                },
+                ConfigError::NotA4xxStatus,
+            )
+        });
+        let slow_origin_ms = get(SENTRY_SLOW_ORIGIN_MS).and_then(|raw| {
+            parse_timeout(&raw)
+                .map_err(|e| errors.push(ConfigError::SlowOrigin(e)))
+                .ok()
+        });
+        let handled = HandledEvents {
+            client_errors,
+            slow_origin_ms,
+        };
 
         let config = Config {
             origin,
@@ -294,6 +374,8 @@ impl Config {
             debug_error_path,
             sample_rate,
             max_events_per_minute,
+            privacy,
+            handled,
         };
         (config, errors)
     }
@@ -311,6 +393,33 @@ fn parse_bool(raw: &str) -> Option<bool> {
 fn parse_sample_rate(raw: &str) -> Option<f64> {
     let millionths = crate::decimal::parse_fixed(raw, 6)?;
     (millionths <= 1_000_000).then(|| millionths as f64 / 1_000_000.0)
+}
+
+/// A comma-separated list: empty entries are skipped, each other entry goes through `parse`,
+/// and one that does not parse is reported by its 1-based position (never its text) and skipped.
+fn parse_list<T>(
+    raw: &str,
+    errors: &mut Vec<ConfigError>,
+    parse: impl Fn(&str) -> Option<T>,
+    error: impl Fn(usize) -> ConfigError,
+) -> Vec<T> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .enumerate()
+        .filter_map(|(i, entry)| {
+            let parsed = parse(entry);
+            if parsed.is_none() {
+                errors.push(error(i + 1));
+            }
+            parsed
+        })
+        .collect()
+}
+
+/// RFC 9110 `tchar`: what a header name is made of.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 fn parse_timeout(raw: &str) -> Result<u32, TimeoutError> {
@@ -509,6 +618,61 @@ mod tests {
                 ]
             );
         }
+    }
+
+    #[test]
+    fn event_content_options() {
+        let (config, errors) = parse(&[]);
+        assert!(errors.is_empty());
+        assert_eq!(config.privacy, Privacy::default());
+        assert!(!config.privacy.send_query && !config.privacy.send_default_pii);
+        assert!(!config.handled.is_on());
+
+        let (config, errors) = parse(&[
+            (
+                SENTRY_REQUEST_HEADERS,
+                " User-Agent, x-request-id,,Authorization ",
+            ),
+            (SENTRY_SEND_QUERY, "true"),
+            (SENTRY_SEND_DEFAULT_PII, "on"),
+            (SENTRY_REPORT_4XX, "404, 429"),
+            (SENTRY_SLOW_ORIGIN_MS, "2500"),
+        ]);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            config.privacy.request_headers,
+            ["user-agent", "x-request-id", "authorization"]
+        );
+        assert!(config.privacy.send_query && config.privacy.send_default_pii);
+        assert_eq!(config.handled.client_errors, [404, 429]);
+        assert_eq!(config.handled.slow_origin_ms, Some(2500));
+
+        let (config, errors) = parse(&[
+            (
+                SENTRY_REQUEST_HEADERS,
+                "accept, bad header:secretvalue, host",
+            ),
+            (SENTRY_SEND_QUERY, "sure"),
+            (SENTRY_REPORT_4XX, "404,503,abc,4O4"),
+            (SENTRY_SLOW_ORIGIN_MS, "0"),
+        ]);
+        assert_eq!(config.privacy.request_headers, ["accept", "host"]);
+        assert!(!config.privacy.send_query);
+        assert_eq!(config.handled.client_errors, [404]);
+        assert_eq!(config.handled.slow_origin_ms, None);
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                "SENTRY_SEND_QUERY: not one of true, false, 1, 0, yes, no, on, off; treated as false",
+                "SENTRY_REQUEST_HEADERS: entry 2 is not a header name; that entry is skipped",
+                "SENTRY_REPORT_4XX: entry 2 is not a status from 400 to 499; that entry is skipped",
+                "SENTRY_REPORT_4XX: entry 3 is not a status from 400 to 499; that entry is skipped",
+                "SENTRY_REPORT_4XX: entry 4 is not a status from 400 to 499; that entry is skipped",
+                "SENTRY_SLOW_ORIGIN_MS: must be at least 1; slow-origin warnings are off",
+            ]
+        );
+        assert!(lines.iter().all(|l| !l.contains("secretvalue")));
     }
 
     #[test]

@@ -14,10 +14,9 @@
 mod transport;
 
 use crate::config::{BuildInfo, Config, ConfigError, Origin};
-use crate::delivery;
 use crate::dsn::Dsn;
 use crate::envelope;
-use crate::event::{self, EventInput, RequestInfo, ResponseInfo};
+use crate::event::{self, EventInput, OriginCall, RequestInfo, ResponseInfo};
 use crate::feedback::{self, FeedbackContext, RateLimit, Rejection, Submission, TokenKey};
 use crate::forward::{self, HeaderEdit};
 use crate::id::EventId;
@@ -27,6 +26,8 @@ use crate::outcome::{
 };
 use crate::page::{self, prefers_json, PageInput};
 use crate::ratelimit::{CATEGORY_ERROR, CATEGORY_FEEDBACK};
+use crate::route;
+use crate::time::elapsed_ms;
 use crate::url::UrlParts;
 use crate::{form, lang};
 use js_sys::futures::JsFuture;
@@ -108,12 +109,53 @@ async fn serve(
     }
     report_config_errors(req, config, ctx);
     match proxy(req, config, attempt).await {
-        Ok(response) => response,
+        Ok(response) => {
+            if config.handled.is_on() {
+                report_handled(req, config, ctx, attempt, &response);
+            }
+            response
+        }
         Err(failed) if failed.failure.is_own() => {
             answer_own_failure(req, config, ctx, attempt, failed).await
         }
-        Err(failed) => answer_failure(req, config, ctx, failed),
+        Err(mut failed) => {
+            failed.call = attempt.call.get();
+            answer_failure(req, config, ctx, failed)
+        }
     }
+}
+
+/// The opt-in warnings (`SENTRY_REPORT_4XX`, `SENTRY_SLOW_ORIGIN_MS`) for a response that
+/// passes through unchanged: the decision is `HandledEvents::notice`; the event goes out in
+/// `wait_until` like any other, and the visitor's headers are read only when one is due.
+fn report_handled(
+    req: &web_sys::Request,
+    config: &Config,
+    ctx: &Context,
+    attempt: &Attempt,
+    response: &web_sys::Response,
+) {
+    let Some(call) = attempt.call.get() else {
+        return;
+    };
+    let notice = call
+        .status
+        .and_then(|status| config.handled.notice(status, call.duration_ms));
+    let Some(failure) = notice.filter(|_| config.dsn.is_some()) else {
+        return;
+    };
+    let headers = header_pairs(&response.headers());
+    let body_size = find_header(&headers, "content-length").and_then(|v| v.trim().parse().ok());
+    let failed = Failed {
+        failure,
+        origin: Some(OriginFailure {
+            headers,
+            body_size,
+            retry_after: None,
+        }),
+        call: Some(call),
+    };
+    report_event(config, ctx, &failed, &Visitor::read(req), true);
 }
 
 /// edgeguard's own failure (an internal error or a panic): reported, then the page or, with
@@ -123,8 +165,9 @@ async fn answer_own_failure(
     config: &Config,
     ctx: &Context,
     attempt: &Attempt,
-    failed: Failed,
+    mut failed: Failed,
 ) -> web_sys::Response {
+    failed.call = failed.call.or(attempt.call.get());
     // Replaying is safe only when the body (if any) is unread, and the origin has not seen the
     // request yet or the method is safe.
     let replayable = !req.body_used()
@@ -144,10 +187,12 @@ async fn answer_own_failure(
     }
 }
 
-/// Whether a request was already handed to the origin (so a replay could repeat its effects).
+/// Whether a request was already handed to the origin (so a replay could repeat its effects),
+/// and how that fetch went (for the breadcrumb, `contexts.origin` and the slow-origin warning).
 #[derive(Default)]
 struct Attempt {
     sent: Cell<bool>,
+    call: Cell<Option<OriginCall>>,
 }
 
 fn config(env: &Env) -> Rc<Config> {
@@ -185,6 +230,8 @@ fn report_config_errors(req: &web_sys::Request, config: &Config, ctx: &Context) 
 struct Failed {
     failure: Failure,
     origin: Option<OriginFailure>,
+    /// The origin fetch, when one was made.
+    call: Option<OriginCall>,
 }
 
 /// The parts of a failing origin response that outlive it: for the event and the page.
@@ -206,6 +253,7 @@ impl From<Failure> for Failed {
         Failed {
             failure,
             origin: None,
+            call: None,
         }
     }
 }
@@ -260,6 +308,7 @@ async fn proxy(
     Err(Failed {
         failure: Failure::OriginStatus { status },
         origin: Some(origin),
+        call: None,
     })
 }
 
@@ -353,7 +402,17 @@ async fn fetch_origin(
     let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
     attempt.sent.set(true);
     let fetch = JsFuture::from(global.fetch_with_str_and_init(target, &init));
-    match within(config.origin_timeout_ms, fetch).await {
+    let started_ms = js_sys::Date::now();
+    let answer = within(config.origin_timeout_ms, fetch).await;
+    attempt.call.set(Some(OriginCall {
+        started_ms,
+        duration_ms: elapsed_ms(started_ms, js_sys::Date::now()),
+        status: match &answer {
+            Some(Ok(value)) => value.dyn_ref::<web_sys::Response>().map(|r| r.status()),
+            _ => None,
+        },
+    }));
+    match answer {
         None => {
             controller.abort();
             Err(Failure::OriginTimeout {
@@ -551,10 +610,16 @@ fn report_event(
     let dsn = config.dsn.as_ref()?;
     // Sampling, rate limits and flood control decide before anything is built; a dropped
     // event gets no id (the page then quotes none: it would never be found in Sentry).
-    let url = visitor.req.url();
-    let path = UrlParts::split(&url).map_or("", |parts| parts.path);
-    let flood_key =
-        delivery::provisional_key(failed.failure.mechanism(), failed.failure.status(), path);
+    // Flood control caps per grouping fingerprint, so an outage of /orders/1, /orders/2, ...
+    // is capped as the one Sentry issue it is. A config report (no request) is keyed by its
+    // text: one key per bad setting.
+    let flood_key = if with_request {
+        let url = visitor.req.url();
+        let path = UrlParts::split(&url).map_or("", |parts| parts.path);
+        route::fingerprint(&failed.failure, &visitor.req.method(), path).join("\n")
+    } else {
+        failed.failure.exception_value()
+    };
     if !transport::admit(
         ctx,
         dsn,
@@ -745,6 +810,8 @@ fn build_and_send(
         response: response.as_ref(),
         ray_id: visitor.header("cf-ray"),
         server_name: colo.as_deref().unwrap_or_else(|| parts.hostname()),
+        colo: colo.as_deref(),
+        origin_call: failed.call.as_ref(),
         config,
     });
     let body = envelope::event_envelope(id, now, &event);

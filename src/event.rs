@@ -6,9 +6,10 @@
 use crate::config::Config;
 use crate::id::EventId;
 use crate::outcome::Failure;
-use crate::scrub::{filter_headers, DEFAULT_REQUEST_HEADERS, DEFAULT_RESPONSE_HEADERS};
+use crate::scrub::{filter_cookies, filter_headers, filter_query, DEFAULT_RESPONSE_HEADERS};
 use crate::time::rfc3339_millis;
 use crate::url::UrlParts;
+use crate::{limits, route};
 use crate::{SDK_NAME, SDK_VERSION};
 use serde_json::{json, Map, Value};
 
@@ -28,6 +29,21 @@ pub struct ResponseInfo<'a> {
     pub body_size: Option<u64>,
 }
 
+/// edgeguard's one fetch to the origin for this request, as timed by the edge.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OriginCall {
+    /// When the fetch started (epoch ms).
+    pub started_ms: f64,
+    /// Until the response headers arrived, or the fetch failed or was abandoned.
+    pub duration_ms: u32,
+    /// The origin's status; `None` when it never answered (unreachable, timeout).
+    pub status: Option<u16>,
+}
+
+/// What the runtime is, for `contexts.runtime`: the Workers runtime (open-sourced as workerd).
+const RUNTIME_NAME: &str = "Cloudflare Workers";
+const RUNTIME_DESCRIPTION: &str = "workerd";
+
 pub struct EventInput<'a> {
     pub id: EventId,
     pub timestamp_ms: f64,
@@ -39,6 +55,10 @@ pub struct EventInput<'a> {
     pub ray_id: Option<&'a str>,
     /// The Cloudflare colo when known, else the host the worker served.
     pub server_name: &'a str,
+    /// `request.cf.colo` (the Cloudflare data centre), when present.
+    pub colo: Option<&'a str>,
+    /// The origin fetch, when one was made: the breadcrumb and `contexts.origin`.
+    pub origin_call: Option<&'a OriginCall>,
     pub config: &'a Config,
 }
 
@@ -59,6 +79,26 @@ pub fn build(input: &EventInput<'_>) -> Value {
     }
 
     let mut contexts = Map::new();
+    contexts.insert(
+        "runtime".into(),
+        json!({ "type": "runtime", "name": RUNTIME_NAME, "raw_description": RUNTIME_DESCRIPTION }),
+    );
+    if let Some(colo) = input.colo {
+        // Sentry's cloud resource context (OpenTelemetry's names): the colo is where it ran.
+        contexts.insert(
+            "cloud_resource".into(),
+            json!({ "type": "cloud_resource", "cloud.provider": "cloudflare", "cloud.region": colo }),
+        );
+    }
+    if let Some(call) = input.origin_call {
+        // Never the origin's address: only how long it took and what it said.
+        let mut origin = Map::new();
+        origin.insert("duration_ms".into(), Value::from(call.duration_ms));
+        if let Some(status) = call.status {
+            origin.insert("status_code".into(), json!(status));
+        }
+        contexts.insert("origin".into(), Value::Object(origin));
+    }
     if let Some(response) = input.response {
         let mut ctx = Map::new();
         ctx.insert("type".into(), json!("response"));
@@ -77,7 +117,7 @@ pub fn build(input: &EventInput<'_>) -> Value {
         "event_id": input.id.to_hex(),
         "timestamp": rfc3339_millis(input.timestamp_ms),
         "platform": "other",
-        "level": "error",
+        "level": failure.level(),
         "logger": SDK_NAME,
         "server_name": input.server_name,
         "release": input.config.release,
@@ -88,21 +128,118 @@ pub fn build(input: &EventInput<'_>) -> Value {
     });
     if let Some(object) = event.as_object_mut() {
         if let Some(request) = input.request {
-            let headers = filter_headers(pairs(request.headers), DEFAULT_REQUEST_HEADERS);
+            object.insert(
+                "transaction".into(),
+                Value::String(route::transaction(request.method, request.url.path)),
+            );
+            if failure.is_origins() {
+                object.insert(
+                    "fingerprint".into(),
+                    Value::from(route::fingerprint(
+                        failure,
+                        request.method,
+                        request.url.path,
+                    )),
+                );
+            }
+            let privacy = &input.config.privacy;
+            let client_ip = privacy
+                .send_default_pii
+                .then(|| header(request.headers, "cf-connecting-ip"))
+                .flatten();
+            if let Some(ip) = client_ip {
+                object.insert("user".into(), json!({ "ip_address": ip }));
+            }
             object.insert(
                 "request".into(),
-                json!({
-                    "method": request.method,
-                    "url": request.url.without_query(),
-                    "headers": header_object(headers),
-                }),
+                request_object(request, input.config, client_ip),
             );
+            if let Some(call) = input.origin_call {
+                object.insert(
+                    "breadcrumbs".into(),
+                    json!({ "values": [breadcrumb(call, request)] }),
+                );
+            }
         }
-        if !contexts.is_empty() {
-            object.insert("contexts".into(), Value::Object(contexts));
+        object.insert("contexts".into(), Value::Object(contexts));
+    }
+    limits::apply(&mut event);
+    event
+}
+
+/// Sentry's `request`: method, URL without userinfo or query, allowlisted headers; the query
+/// string, cookies and client IP only when opted in, filtered; never the body.
+fn request_object(request: &RequestInfo<'_>, config: &Config, client_ip: Option<&str>) -> Value {
+    let privacy = &config.privacy;
+    let mut object = Map::new();
+    object.insert("method".into(), json!(request.method));
+    object.insert("url".into(), Value::String(request.url.without_query()));
+    let headers = filter_headers(pairs(request.headers), &privacy.request_headers);
+    object.insert("headers".into(), header_object(headers));
+    if privacy.send_query {
+        let query = request.url.query.map(filter_query).unwrap_or_default();
+        if !query.is_empty() {
+            object.insert("query_string".into(), pair_array(query));
         }
     }
-    event
+    if privacy.send_default_pii {
+        let cookies: Vec<(String, String)> = request
+            .headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("cookie"))
+            .flat_map(|(_, value)| filter_cookies(value))
+            .collect();
+        if !cookies.is_empty() {
+            object.insert("cookies".into(), pair_array(cookies));
+        }
+        if let Some(ip) = client_ip {
+            object.insert("env".into(), json!({ "REMOTE_ADDR": ip }));
+        }
+    }
+    Value::Object(object)
+}
+
+/// The origin fetch as an `http` breadcrumb, as Sentry's SDKs record outgoing requests. The URL
+/// is the visitor's (without query), never the origin's internal address.
+fn breadcrumb(call: &OriginCall, request: &RequestInfo<'_>) -> Value {
+    let mut data = Map::new();
+    data.insert("method".into(), json!(request.method));
+    data.insert("url".into(), Value::String(request.url.without_query()));
+    if let Some(status) = call.status {
+        data.insert("status_code".into(), json!(status));
+    }
+    data.insert("duration_ms".into(), Value::from(call.duration_ms));
+    let level = match call.status {
+        Some(status) if status < 400 => "info",
+        Some(status) if status < 500 => "warning",
+        _ => "error",
+    };
+    json!({
+        "type": "http",
+        "category": "http",
+        "level": level,
+        "timestamp": rfc3339_millis(call.started_ms + f64::from(call.duration_ms)),
+        "data": data,
+    })
+}
+
+/// `[[key, value], ...]`, Sentry's pair-list form (keeps order and repeated keys). Built by hand:
+/// `json!` on a tuple list would pull serde's sequence serialiser into the wasm.
+fn pair_array(pairs: Vec<(String, String)>) -> Value {
+    Value::Array(
+        pairs
+            .into_iter()
+            .map(|(key, value)| Value::Array(vec![Value::String(key), Value::String(value)]))
+            .collect(),
+    )
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
 }
 
 /// `exception.values`, innermost first; the mechanism (how edgeguard caught it) goes on the
@@ -134,7 +271,7 @@ fn exception_values(failure: &Failure) -> Vec<Value> {
                 // have no frames, so every outcome would become one issue titled "<unknown>".
                 value.insert(
                     "mechanism".into(),
-                    json!({ "type": failure.mechanism(), "handled": false }),
+                    json!({ "type": failure.mechanism(), "handled": failure.is_handled() }),
                 );
             }
             Value::Object(value)
@@ -216,20 +353,32 @@ mod tests {
             response: Some(&response),
             ray_id: Some("8f00aa11bb22cc33-AMS"),
             server_name: "AMS",
+            colo: Some("AMS"),
+            origin_call: Some(&OriginCall {
+                started_ms: 1_795_521_600_000.0,
+                duration_ms: 250,
+                status: Some(503),
+            }),
             config: &config,
         });
         let bytes = serde_json::to_string(&event).unwrap();
         assert_eq!(
             bytes,
             concat!(
-                r#"{"contexts":{"response":{"body_size":1234,"headers":{"content-type":"text/html"},"status_code":503,"type":"response"}},"#,
+                r#"{"breadcrumbs":{"values":[{"category":"http","data":{"duration_ms":250,"method":"GET","status_code":503,"url":"https://shop.example/orders/42"},"#,
+                r#""level":"error","timestamp":"2026-11-24T12:00:00.250Z","type":"http"}]},"#,
+                r#""contexts":{"cloud_resource":{"cloud.provider":"cloudflare","cloud.region":"AMS","type":"cloud_resource"},"#,
+                r#""origin":{"duration_ms":250,"status_code":503},"#,
+                r#""response":{"body_size":1234,"headers":{"content-type":"text/html"},"status_code":503,"type":"response"},"#,
+                r#""runtime":{"name":"Cloudflare Workers","raw_description":"workerd","type":"runtime"}},"#,
                 r#""environment":"staging","event_id":"abababababab4bababababababababab","#,
                 r#""exception":{"values":[{"mechanism":{"handled":false,"type":"origin_status"},"type":"OriginStatus","value":"Origin answered 503 Service Unavailable"}]},"#,
+                r#""fingerprint":["503","GET","/orders/{id}"],"#,
                 r#""level":"error","logger":"edgeguard","platform":"other","release":"abc123","#,
                 r#""request":{"headers":{"cf-ray":"8f00aa11bb22cc33-AMS","user-agent":"Mozilla/5.0"},"method":"GET","url":"https://shop.example/orders/42"},"#,
                 r#""sdk":{"name":"edgeguard","version":"0.1.0"},"server_name":"AMS","#,
                 r#""tags":{"method":"GET","outcome":"origin_status","ray_id":"8f00aa11bb22cc33-AMS","status":"503"},"#,
-                r#""timestamp":"2026-11-24T12:00:00.250Z"}"#
+                r#""timestamp":"2026-11-24T12:00:00.250Z","transaction":"GET /orders/{id}"}"#
             )
         );
         assert!(!bytes.contains("SECRET"));
@@ -260,6 +409,8 @@ mod tests {
             response: None,
             ray_id: None,
             server_name: "shop.example",
+            colo: None,
+            origin_call: None,
             config: &config,
         });
         assert_eq!(
@@ -291,9 +442,17 @@ mod tests {
             response: None,
             ray_id: None,
             server_name: "shop.example",
+            colo: None,
+            origin_call: None,
             config: &config,
         });
-        assert!(event.get("contexts").is_none());
+        let contexts = event["contexts"].as_object().unwrap();
+        assert_eq!(contexts.keys().collect::<Vec<_>>(), ["runtime"]);
+        assert!(event.get("breadcrumbs").is_none());
+        assert_eq!(
+            event["fingerprint"],
+            json!(["origin_unreachable", "POST", "/"])
+        );
         assert_eq!(event["tags"]["status"], "502");
         assert!(event["tags"].get("ray_id").is_none());
         assert_eq!(event["exception"]["values"][0]["type"], "OriginUnreachable");
@@ -302,5 +461,161 @@ mod tests {
             "origin_unreachable"
         );
         assert_eq!(event["request"]["headers"], json!({}));
+    }
+
+    fn config_with(vars: &[(&str, &str)]) -> Config {
+        Config::parse(
+            |name| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+                    .or_else(|| (name == "SENTRY_DSN").then(|| DSN.to_owned()))
+            },
+            BuildInfo {
+                git_sha: Some("abc123"),
+                version: "0.1.0",
+            },
+        )
+        .0
+    }
+
+    const DSN: &str = "https://dsnpublickey0123@sentry.example/5";
+
+    fn secret_headers() -> Vec<(String, String)> {
+        [
+            ("user-agent", "Mozilla/5.0"),
+            ("authorization", "Bearer SECRET"),
+            ("cookie", "theme=dark; sessionid=SECRET; csrftoken=SECRET"),
+            ("cf-connecting-ip", "203.0.113.7"),
+            ("x-tenant", "acme"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
+    fn build_for(config: &Config, headers: &[(String, String)], failure: &Failure) -> Value {
+        let request = RequestInfo {
+            method: "GET",
+            url: UrlParts::split(
+                "https://user:SECRET@shop.example/orders/42?page=2&token=SECRET&password=SECRET",
+            )
+            .unwrap(),
+            headers,
+        };
+        build(&EventInput {
+            id: EventId::from_random([3; 16]),
+            timestamp_ms: 0.0,
+            failure,
+            request: Some(&request),
+            response: None,
+            ray_id: None,
+            server_name: "shop.example",
+            colo: None,
+            origin_call: None,
+            config,
+        })
+    }
+
+    #[test]
+    fn private_by_default_and_the_dsn_never_appears() {
+        let config = config_with(&[]);
+        let headers = secret_headers();
+        let event = build_for(&config, &headers, &Failure::OriginStatus { status: 500 });
+        let bytes = serde_json::to_string(&event).unwrap();
+        for secret in [
+            "SECRET",
+            "203.0.113.7",
+            "dsnpublickey0123",
+            "sentry.example",
+            "acme",
+            "page",
+        ] {
+            assert!(!bytes.contains(secret), "{secret} in {bytes}");
+        }
+        let request = event["request"].as_object().unwrap();
+        assert_eq!(
+            request.keys().collect::<Vec<_>>(),
+            ["headers", "method", "url"]
+        );
+        assert!(event.get("user").is_none());
+    }
+
+    #[test]
+    fn opted_in_query_cookies_ip_and_headers_are_filtered() {
+        let config = config_with(&[
+            ("SENTRY_SEND_QUERY", "true"),
+            ("SENTRY_SEND_DEFAULT_PII", "true"),
+            ("SENTRY_REQUEST_HEADERS", "x-tenant,authorization,cookie"),
+        ]);
+        let headers = secret_headers();
+        let event = build_for(&config, &headers, &Failure::OriginStatus { status: 500 });
+        assert_eq!(
+            serde_json::to_string(&event["request"]).unwrap(),
+            concat!(
+                r#"{"cookies":[["theme","dark"],["sessionid","[Filtered]"],["csrftoken","[Filtered]"]],"#,
+                r#""env":{"REMOTE_ADDR":"203.0.113.7"},"#,
+                r#""headers":{"authorization":"[Filtered]","cookie":"[Filtered]","x-tenant":"acme"},"#,
+                r#""method":"GET","#,
+                r#""query_string":[["page","2"],["token","[Filtered]"],["password","[Filtered]"]],"#,
+                r#""url":"https://shop.example/orders/42"}"#
+            )
+        );
+        assert_eq!(event["user"], json!({ "ip_address": "203.0.113.7" }));
+        let bytes = serde_json::to_string(&event).unwrap();
+        assert!(!bytes.contains("SECRET") && !bytes.contains("dsnpublickey0123"));
+    }
+
+    #[test]
+    fn handled_events_are_warnings() {
+        let config = config_with(&[]);
+        let failure = Failure::OriginSlow {
+            status: 200,
+            duration_ms: 3100,
+            threshold_ms: 3000,
+        };
+        let event = build_for(&config, &[], &failure);
+        assert_eq!(event["level"], "warning");
+        assert_eq!(
+            event["exception"]["values"][0],
+            json!({
+                "mechanism": { "handled": true, "type": "origin_slow" },
+                "type": "OriginSlow",
+                "value": "Origin took 3100 ms to answer 200 (threshold 3000 ms)",
+            })
+        );
+        assert_eq!(
+            event["fingerprint"],
+            json!(["origin_slow", "GET", "/orders/{id}"])
+        );
+        assert_eq!(event["transaction"], "GET /orders/{id}");
+    }
+
+    #[test]
+    fn own_failures_keep_sentrys_default_grouping() {
+        let config = config_with(&[]);
+        let failure = Failure::Panic {
+            message: "boom".into(),
+            location: None,
+        };
+        let event = build_for(&config, &[], &failure);
+        assert!(event.get("fingerprint").is_none());
+        assert_eq!(event["transaction"], "GET /orders/{id}");
+    }
+
+    #[test]
+    fn long_values_are_truncated_not_rejected() {
+        let config = config_with(&[]);
+        let long_ua = "a".repeat(5000);
+        let headers = vec![("user-agent".to_owned(), long_ua)];
+        let failure = Failure::OriginUnreachable {
+            detail: "é".repeat(10_000),
+        };
+        let event = build_for(&config, &headers, &failure);
+        let value = event["exception"]["values"][0]["value"].as_str().unwrap();
+        assert_eq!(value.chars().count(), limits::MESSAGE_CHARS);
+        assert!(value.ends_with('…'));
+        let ua = event["request"]["headers"]["user-agent"].as_str().unwrap();
+        assert_eq!(ua.chars().count(), limits::VALUE_CHARS);
     }
 }

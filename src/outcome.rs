@@ -27,6 +27,16 @@ pub enum Failure {
     /// that sent it here sees this 508 as an origin failure and reports that, so a real loop
     /// makes exactly one event, and a visitor forging the marker makes none.
     Loop,
+    /// Handled (opt-in, `SENTRY_REPORT_4XX`): the origin answered a 4xx the operator wants to
+    /// hear about. The visitor gets the origin's response unchanged; a warning is reported.
+    OriginClientError { status: u16 },
+    /// Handled (opt-in, `SENTRY_SLOW_ORIGIN_MS`): the origin's response headers took at least
+    /// `threshold_ms`. Passed through unchanged; a warning is reported.
+    OriginSlow {
+        status: u16,
+        duration_ms: u32,
+        threshold_ms: u32,
+    },
 }
 
 /// One error of a chain: its kind (the Rust type or variant) and its message.
@@ -67,6 +77,7 @@ impl Failure {
             Failure::OriginTimeout { .. } => 504,
             Failure::Internal { .. } | Failure::Panic { .. } | Failure::Misconfigured { .. } => 500,
             Failure::Loop => 508,
+            Failure::OriginClientError { status } | Failure::OriginSlow { status, .. } => *status,
         }
     }
 
@@ -86,6 +97,8 @@ impl Failure {
             Failure::Panic { .. } => "panic",
             Failure::Misconfigured { .. } => "config",
             Failure::Loop => "loop",
+            Failure::OriginClientError { .. } => "origin_client_error",
+            Failure::OriginSlow { .. } => "origin_slow",
         }
     }
 
@@ -99,6 +112,8 @@ impl Failure {
             Failure::Panic { .. } => "panic",
             Failure::Misconfigured { .. } => "ConfigError",
             Failure::Loop => "LoopDetected",
+            Failure::OriginClientError { .. } => "OriginClientError",
+            Failure::OriginSlow { .. } => "OriginSlow",
         }
     }
 
@@ -124,7 +139,48 @@ impl Failure {
                 "Request came back to this edgeguard (does ORIGIN_URL point at the worker?)"
                     .to_owned()
             }
+            Failure::OriginClientError { status } => {
+                format!("Origin answered {status} {}", reason_phrase(*status))
+            }
+            Failure::OriginSlow {
+                status,
+                duration_ms,
+                threshold_ms,
+            } => format!(
+                "Origin took {duration_ms} ms to answer {status} (threshold {threshold_ms} ms)"
+            ),
         }
+    }
+
+    /// Reported but served as the origin answered (the opt-in warnings): `handled: true` and
+    /// level `warning` in the event, and no page.
+    pub fn is_handled(&self) -> bool {
+        matches!(
+            self,
+            Failure::OriginClientError { .. } | Failure::OriginSlow { .. }
+        )
+    }
+
+    /// The event's `level`.
+    pub fn level(&self) -> &'static str {
+        if self.is_handled() {
+            "warning"
+        } else {
+            "error"
+        }
+    }
+
+    /// Whether the origin caused it, so it groups by route (see `route::fingerprint`);
+    /// edgeguard's own failures group by Sentry's default (exception and frame) instead.
+    pub fn is_origins(&self) -> bool {
+        matches!(
+            self,
+            Failure::OriginStatus { .. }
+                | Failure::OriginUnreachable { .. }
+                | Failure::OriginTimeout { .. }
+                | Failure::OriginClientError { .. }
+                | Failure::OriginSlow { .. }
+        )
     }
 
     /// The event's `exception.values`, innermost cause first as Sentry expects: an error chain
@@ -150,6 +206,42 @@ impl Failure {
                 value: self.exception_value(),
                 frame: None,
             }],
+        }
+    }
+}
+
+/// The opt-in warnings for responses that pass through: which 4xx statuses to report
+/// (`SENTRY_REPORT_4XX`) and the slow-origin threshold (`SENTRY_SLOW_ORIGIN_MS`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HandledEvents {
+    pub client_errors: Vec<u16>,
+    pub slow_origin_ms: Option<u32>,
+}
+
+impl HandledEvents {
+    /// Whether any option is on. When not, a passing response costs nothing extra: no headers
+    /// are read.
+    pub fn is_on(&self) -> bool {
+        !self.client_errors.is_empty() || self.slow_origin_ms.is_some()
+    }
+
+    /// The warning to report for a response that passes through, if any: a listed 4xx first
+    /// (it says more than the time it took), else a slow answer. 5xx never get here: they are
+    /// failures.
+    pub fn notice(&self, status: u16, duration_ms: u32) -> Option<Failure> {
+        if is_origin_failure(status) {
+            return None;
+        }
+        if self.client_errors.contains(&status) {
+            return Some(Failure::OriginClientError { status });
+        }
+        match self.slow_origin_ms {
+            Some(threshold_ms) if duration_ms >= threshold_ms => Some(Failure::OriginSlow {
+                status,
+                duration_ms,
+                threshold_ms,
+            }),
+            _ => None,
         }
     }
 }
@@ -194,7 +286,26 @@ pub fn reason_phrase(status: u16) -> &'static str {
         510 => "Not Extended",
         511 => "Network Authentication Required",
         520..=527 | 530 => "Origin Error",
+        400..=499 => client_reason_phrase(status),
         _ => "Server Error",
+    }
+}
+
+/// 4xx reason phrases, for the opt-in client-error warnings.
+fn client_reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        413 => "Content Too Large",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
+        _ => "Client Error",
     }
 }
 
@@ -253,6 +364,51 @@ mod tests {
                 frame: Some(location)
             }]
         );
+    }
+
+    #[test]
+    fn handled_events_are_opt_in_and_never_for_5xx() {
+        let off = HandledEvents::default();
+        assert!(!off.is_on());
+        assert_eq!(off.notice(404, 60_000), None);
+        let on = HandledEvents {
+            client_errors: vec![404, 429],
+            slow_origin_ms: Some(500),
+        };
+        assert!(on.is_on());
+        assert_eq!(
+            on.notice(404, 10),
+            Some(Failure::OriginClientError { status: 404 })
+        );
+        assert_eq!(
+            on.notice(404, 900),
+            Some(Failure::OriginClientError { status: 404 })
+        );
+        assert_eq!(on.notice(403, 10), None);
+        assert_eq!(on.notice(200, 499), None);
+        let slow = on.notice(200, 500).unwrap();
+        assert_eq!(
+            slow,
+            Failure::OriginSlow {
+                status: 200,
+                duration_ms: 500,
+                threshold_ms: 500
+            }
+        );
+        assert_eq!(
+            slow.exception_value(),
+            "Origin took 500 ms to answer 200 (threshold 500 ms)"
+        );
+        assert_eq!((slow.level(), slow.is_handled()), ("warning", true));
+        assert_eq!(
+            on.notice(503, 9_000),
+            None,
+            "a 5xx is a failure, not a notice"
+        );
+        let client = Failure::OriginClientError { status: 404 };
+        assert_eq!(client.exception_value(), "Origin answered 404 Not Found");
+        assert_eq!(client.status(), 404);
+        assert_eq!(Failure::OriginStatus { status: 503 }.level(), "error");
     }
 
     #[test]

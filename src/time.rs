@@ -22,6 +22,18 @@ pub fn rfc3339_millis(epoch_ms: f64) -> String {
     )
 }
 
+/// Whole milliseconds from `start_ms` to `end_ms` (epoch ms from the JS clock), 0 if the clock
+/// went backwards, saturating at `u32::MAX`.
+pub fn elapsed_ms(start_ms: f64, end_ms: f64) -> u32 {
+    let elapsed = end_ms - start_ms;
+    if elapsed.is_finite() && elapsed > 0.0 {
+        // `as` saturates for floats beyond the target's range.
+        elapsed.round() as u32
+    } else {
+        0
+    }
+}
+
 /// Days since 1970-01-01 to a (year, month, day) civil date: Howard Hinnant's algorithm,
 /// restricted to dates on or after the epoch.
 fn civil_from_days(days: u64) -> (u64, u64, u64) {
@@ -39,6 +51,14 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn elapsed_is_whole_non_negative_milliseconds() {
+        assert_eq!(elapsed_ms(1000.0, 1250.4), 250);
+        assert_eq!(elapsed_ms(1000.0, 999.0), 0);
+        assert_eq!(elapsed_ms(0.0, f64::NAN), 0);
+        assert_eq!(elapsed_ms(0.0, 1e20), u32::MAX);
+    }
+
     use super::*;
 
     #[test]

@@ -67,3 +67,32 @@ fn dsn_without_project_is_logged_without_its_key() {
         "e2eDsnKeyLeak55",
     );
 }
+
+#[test]
+fn bad_event_content_options_are_logged_by_position_and_proxying_continues() {
+    const LEAK: &str = "e2eHeaderValueLeak31";
+    let origin = Origin::start();
+    let worker = Worker::start(&[
+        ("ORIGIN_URL", &origin.url()),
+        ("SENTRY_REQUEST_HEADERS", &format!("accept, x-a: {LEAK}")),
+        ("SENTRY_REPORT_4XX", "404, 503"),
+        ("SENTRY_SLOW_ORIGIN_MS", "soon"),
+        ("SENTRY_SEND_QUERY", "perhaps"),
+    ]);
+
+    let resp = worker.get("/ok");
+    assert_eq!(resp.status, 200, "{resp:?}");
+    for line in [
+        "SENTRY_REQUEST_HEADERS: entry 2 is not a header name; that entry is skipped",
+        "SENTRY_REPORT_4XX: entry 2 is not a status from 400 to 499; that entry is skipped",
+        "SENTRY_SLOW_ORIGIN_MS: not a whole number of milliseconds; slow-origin warnings are off",
+        "SENTRY_SEND_QUERY: not one of true, false, 1, 0, yes, no, on, off; treated as false",
+    ] {
+        assert!(
+            worker.wait_for_log(line, LOG_WAIT),
+            "missing {line:?}:\n{}",
+            worker.logs()
+        );
+    }
+    assert!(!worker.logs().contains(LEAK), "{}", worker.logs());
+}

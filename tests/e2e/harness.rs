@@ -208,6 +208,51 @@ fn envelope_parser_rejects_malformed_client_reports() {
 }
 
 #[test]
+fn envelope_parser_holds_events_to_sentrys_schema_and_limits() {
+    let ok = format!(
+        "{{\"event_id\":\"{ID}\",\"level\":\"warning\",\"transaction\":\"GET /a/{{id}}\",\"fingerprint\":[\"503\"]}}"
+    );
+    assert!(parse_envelope(&envelope(&ok)).is_ok());
+    let long = "x".repeat(201);
+    let context = "y".repeat(9000);
+    for (what, event) in [
+        (
+            "unknown attribute",
+            format!("{{\"event_id\":\"{ID}\",\"route\":\"/a\"}}"),
+        ),
+        (
+            "bad level",
+            format!("{{\"event_id\":\"{ID}\",\"level\":\"warn\"}}"),
+        ),
+        (
+            "long transaction",
+            format!("{{\"event_id\":\"{ID}\",\"transaction\":\"{long}\"}}"),
+        ),
+        (
+            "long tag",
+            format!("{{\"event_id\":\"{ID}\",\"tags\":{{\"a\":\"{long}\"}}}}"),
+        ),
+        (
+            "big context",
+            format!("{{\"event_id\":\"{ID}\",\"contexts\":{{\"c\":{{\"v\":\"{context}\"}}}}}}"),
+        ),
+        (
+            "query in url",
+            format!("{{\"event_id\":\"{ID}\",\"request\":{{\"url\":\"http://h/p?token=1\"}}}}"),
+        ),
+        (
+            "fingerprint",
+            format!("{{\"event_id\":\"{ID}\",\"fingerprint\":[1]}}"),
+        ),
+    ] {
+        assert!(
+            parse_envelope(&envelope(&event)).is_err(),
+            "{what} accepted"
+        );
+    }
+}
+
+#[test]
 fn origin_routes_behave_as_the_tests_assume() {
     let origin = Origin::start();
     let ok = Request::get("/ok").send(origin.port());
@@ -234,6 +279,8 @@ fn origin_routes_behave_as_the_tests_assume() {
     assert_eq!(reqs[4].target, "/echo?a=b");
     assert_eq!(reqs[4].header("x-y"), Some("z"));
     assert_eq!(reqs[4].body, b"hi");
+    let f = Request::get("/fail/502/orders/7").send(origin.port());
+    assert_eq!(f.status, 502);
 }
 
 #[test]

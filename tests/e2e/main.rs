@@ -15,6 +15,7 @@ mod support;
 mod browser;
 mod bugsink;
 mod config;
+mod content;
 mod delivery;
 mod failures;
 mod forwarding;

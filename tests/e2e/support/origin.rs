@@ -69,6 +69,9 @@ pub fn ok_body() -> Vec<u8> {
     body
 }
 
+/// The `Set-Cookie` every `/fail/...` response carries: it must never reach Sentry.
+pub const FAIL_SET_COOKIE: &str = "origin_sid=e2eOriginSetCookie6604; Path=/; HttpOnly";
+
 pub const OK_COOKIES: [&str; 2] = [
     "origin_session=s3ss10n; Path=/; HttpOnly",
     "theme=dark; Path=/; Max-Age=3600",
@@ -232,6 +235,23 @@ impl Handler for OriginHandler {
             p if p.starts_with("/bytes/") => match p["/bytes/".len()..].parse::<usize>() {
                 Ok(n) => write_bytes(stream, n, req.target.ends_with("?hop")),
                 Err(_) => write_response(stream, 400, &[], b"bad length"),
+            },
+            // `/fail/<code>/<any path>`: that status on any route, for grouping tests.
+            p if p.starts_with("/fail/") => match p["/fail/".len()..]
+                .split('/')
+                .next()
+                .and_then(|c| c.parse::<u16>().ok())
+            {
+                Some(code) if (200..=599).contains(&code) => write_response(
+                    stream,
+                    code,
+                    &[
+                        ("Content-Type", "text/plain"),
+                        ("Set-Cookie", FAIL_SET_COOKIE),
+                    ],
+                    format!("{SECRET_ORIGIN_DETAIL}: failed with {code}").as_bytes(),
+                ),
+                _ => write_response(stream, 400, &[], b"bad status"),
             },
             p if p.starts_with("/status/") => match p["/status/".len()..].parse::<u16>() {
                 Ok(code) if (200..=599).contains(&code) => {

@@ -395,6 +395,7 @@ pub fn parse_envelope(body: &[u8]) -> Result<(Value, Vec<Item>), String> {
             if items.iter().any(|i: &Item| i.header["type"] == "event") {
                 return Err("more than one event item".into());
             }
+            check_event(&event)?;
         }
         if ty == "feedback" {
             check_feedback(&header, &payload)?;
@@ -411,6 +412,163 @@ pub fn parse_envelope(body: &[u8]) -> Result<(Value, Vec<Item>), String> {
         return Err("envelope has no items".into());
     }
     Ok((header, items))
+}
+
+/// An event as Sentry's normaliser (Relay's event schema) accepts it without `errors`: known
+/// attributes only, well-typed, and within Sentry's limits (PROTOCOL.md).
+fn check_event(event: &Value) -> Result<(), String> {
+    let object = event.as_object().ok_or("event is not an object")?;
+    for key in object.keys() {
+        if !matches!(
+            key.as_str(),
+            "event_id"
+                | "timestamp"
+                | "platform"
+                | "level"
+                | "logger"
+                | "transaction"
+                | "server_name"
+                | "release"
+                | "dist"
+                | "environment"
+                | "tags"
+                | "extra"
+                | "fingerprint"
+                | "contexts"
+                | "breadcrumbs"
+                | "sdk"
+                | "request"
+                | "exception"
+                | "user"
+                | "message"
+        ) {
+            return Err(format!("unknown event attribute {key:?}"));
+        }
+    }
+    let chars = |v: &Value| v.as_str().map(|s| s.chars().count());
+    let within = |key: &str, max: usize| match object.get(key) {
+        None => Ok(()),
+        Some(v) if chars(v).is_some_and(|n| n <= max) => Ok(()),
+        Some(v) => Err(format!(
+            "{key} must be a string of at most {max} chars: {v}"
+        )),
+    };
+    within("transaction", 200)?;
+    within("environment", 64)?;
+    within("release", 200)?;
+    if object.contains_key("level")
+        && !matches!(
+            event["level"].as_str(),
+            Some("fatal" | "error" | "warning" | "info" | "debug")
+        )
+    {
+        return Err(format!("bad level {}", event["level"]));
+    }
+    if let Some(tags) = object.get("tags") {
+        for (k, v) in tags.as_object().ok_or("tags must be an object")? {
+            if k.chars().count() > 200 || chars(v).is_none_or(|n| n > 200) {
+                return Err(format!("tag {k:?}: {v} breaks the 200-char string rule"));
+            }
+        }
+    }
+    if let Some(fp) = object.get("fingerprint") {
+        let parts = fp.as_array().ok_or("fingerprint must be an array")?;
+        if parts.is_empty() || parts.iter().any(|p| !p.is_string()) {
+            return Err(format!("fingerprint must be non-empty strings: {fp}"));
+        }
+    }
+    for exception in event["exception"]["values"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if chars(&exception["value"]).is_none_or(|n| n > 8192) {
+            return Err(format!(
+                "exception value missing or over 8192 chars: {exception}"
+            ));
+        }
+        if let Some(mechanism) = exception.get("mechanism") {
+            if !mechanism["type"].is_string() || !mechanism["handled"].is_boolean() {
+                return Err(format!("mechanism needs type and handled: {mechanism}"));
+            }
+        }
+        let frames = exception["stacktrace"]["frames"]
+            .as_array()
+            .map_or(0, Vec::len);
+        if frames > 50 {
+            return Err(format!("{frames} frames (at most 50)"));
+        }
+    }
+    if let Some(request) = object.get("request") {
+        let request = request.as_object().ok_or("request must be an object")?;
+        for key in request.keys() {
+            if !matches!(
+                key.as_str(),
+                "method" | "url" | "query_string" | "headers" | "cookies" | "data" | "env"
+            ) {
+                return Err(format!("unknown request attribute {key:?}"));
+            }
+        }
+        let url = request
+            .get("url")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let authority = url
+            .split("://")
+            .nth(1)
+            .unwrap_or_default()
+            .split('/')
+            .next();
+        if url.contains('?') || authority.is_some_and(|a| a.contains('@')) {
+            return Err(format!("request.url carries a query or userinfo: {url}"));
+        }
+        if let Some(headers) = request.get("headers") {
+            let headers = headers
+                .as_object()
+                .ok_or("request.headers must be an object")?;
+            if headers.values().any(|v| !v.is_string()) {
+                return Err("request.headers values must be strings".into());
+            }
+        }
+        for bag in ["query_string", "cookies"] {
+            if let Some(pairs) = request.get(bag) {
+                let ok = pairs.as_array().is_some_and(|pairs| {
+                    pairs.iter().all(|p| {
+                        p.as_array()
+                            .is_some_and(|kv| kv.len() == 2 && kv.iter().all(Value::is_string))
+                    })
+                });
+                if !ok {
+                    return Err(format!("request.{bag} must be [key, value] string pairs"));
+                }
+            }
+        }
+    }
+    if let Some(contexts) = object.get("contexts") {
+        for (name, context) in contexts.as_object().ok_or("contexts must be an object")? {
+            if !context.is_object() {
+                return Err(format!("context {name} is not an object"));
+            }
+            let size = serde_json::to_vec(context).map_or(usize::MAX, |b| b.len());
+            if size > 8 * 1024 {
+                return Err(format!("context {name} is {size} bytes (at most 8 kB)"));
+            }
+        }
+    }
+    if let Some(breadcrumbs) = object.get("breadcrumbs") {
+        let values = breadcrumbs["values"]
+            .as_array()
+            .ok_or("breadcrumbs must be {\"values\": [...]}")?;
+        if values.len() > 100 {
+            return Err("more than 100 breadcrumbs".into());
+        }
+        for crumb in values {
+            if !crumb["timestamp"].is_string() || !crumb["type"].is_string() {
+                return Err(format!("breadcrumb without timestamp or type: {crumb}"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A `feedback` item as Sentry documents it (develop.sentry.dev, envelope items, "User
