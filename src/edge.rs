@@ -290,14 +290,9 @@ async fn proxy(
         return Ok(without_hop_by_hop(response));
     }
     let headers = header_pairs(&response.headers());
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    };
-    let content_length = header("content-length").and_then(|v| v.trim().parse().ok());
-    let retry_after = header("retry-after");
+    let content_length =
+        find_header(&headers, "content-length").and_then(|v| v.trim().parse().ok());
+    let retry_after = find_header(&headers, "retry-after").map(str::to_owned);
     // The failing body (a Django debug page, a stack trace) is never shown: at most a small
     // prefix is counted for the event, then the rest is cancelled.
     let origin = OriginFailure {
@@ -446,10 +441,7 @@ impl<'a> Visitor<'a> {
     }
 
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        find_header(&self.headers, name)
     }
 }
 

@@ -10,7 +10,7 @@
 use crate::id::EventId;
 use crate::time::rfc3339_millis;
 use crate::{SDK_NAME, SDK_VERSION};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 /// The content type Sentry requires on envelope uploads.
 pub const CONTENT_TYPE: &str = "application/x-sentry-envelope";
@@ -18,14 +18,29 @@ pub const CONTENT_TYPE: &str = "application/x-sentry-envelope";
 /// Serialises one event into an envelope. The DSN is deliberately not put in the header: it is
 /// optional there and would copy a credential into every upload.
 pub fn event_envelope(id: EventId, sent_at_ms: f64, event: &Value) -> Vec<u8> {
-    let header = json!({
-        "event_id": id.to_hex(),
-        "sent_at": rfc3339_millis(sent_at_ms),
-        "sdk": { "name": SDK_NAME, "version": SDK_VERSION },
-    });
-    let mut out = header.to_string().into_bytes();
+    single_item_envelope(Some(id), sent_at_ms, "event", &event.to_string())
+}
+
+/// An envelope with one item: the header (`event_id` when the item is an event or a feedback,
+/// `sent_at`, `sdk`), then the item.
+pub fn single_item_envelope(
+    event_id: Option<EventId>,
+    sent_at_ms: f64,
+    item_type: &str,
+    payload: &str,
+) -> Vec<u8> {
+    let mut header = Map::new();
+    if let Some(id) = event_id {
+        header.insert("event_id".into(), json!(id.to_hex()));
+    }
+    header.insert("sent_at".into(), json!(rfc3339_millis(sent_at_ms)));
+    header.insert(
+        "sdk".into(),
+        json!({ "name": SDK_NAME, "version": SDK_VERSION }),
+    );
+    let mut out = Value::Object(header).to_string().into_bytes();
     out.push(b'\n');
-    out.extend_from_slice(&item("event", &event.to_string()));
+    out.extend_from_slice(&item(item_type, payload));
     out
 }
 
@@ -47,14 +62,7 @@ pub fn client_report_item(report: &Value) -> Vec<u8> {
 
 /// An envelope holding only a `client_report`: no event, so no `event_id` in the header.
 pub fn client_report_envelope(sent_at_ms: f64, report: &Value) -> Vec<u8> {
-    let header = json!({
-        "sent_at": rfc3339_millis(sent_at_ms),
-        "sdk": { "name": SDK_NAME, "version": SDK_VERSION },
-    });
-    let mut out = header.to_string().into_bytes();
-    out.push(b'\n');
-    out.extend_from_slice(&client_report_item(report));
-    out
+    single_item_envelope(None, sent_at_ms, "client_report", &report.to_string())
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! - **Wire format.** The `feedback` envelope item Sentry documents for user feedback (see
 //!   [`feedback_envelope`]); the older `user_report` item is deprecated.
 
+use crate::envelope;
 use crate::id::EventId;
 use crate::sha256::{constant_time_eq, hex, hmac_sha256};
 use crate::time::rfc3339_millis;
@@ -368,20 +369,7 @@ pub fn feedback_envelope(submission: &Submission, ctx: &FeedbackContext<'_>) -> 
     if let (Some(release), Some(map)) = (ctx.release, event.as_object_mut()) {
         map.insert("release".into(), Value::from(release));
     }
-    let payload = event.to_string();
-    let header = json!({
-        "event_id": id,
-        "sent_at": rfc3339_millis(ctx.now_ms),
-        "sdk": { "name": SDK_NAME, "version": SDK_VERSION },
-    });
-    let item_header = json!({ "type": "feedback", "length": payload.len() });
-    let mut out = header.to_string().into_bytes();
-    out.push(b'\n');
-    out.extend_from_slice(item_header.to_string().as_bytes());
-    out.push(b'\n');
-    out.extend_from_slice(payload.as_bytes());
-    out.push(b'\n');
-    out
+    envelope::single_item_envelope(Some(ctx.id), ctx.now_ms, "feedback", &event.to_string())
 }
 
 /// A token bucket: up to `burst` submissions at once, refilled at `per_minute`. One per isolate;

@@ -20,12 +20,29 @@ pub use origin::Origin;
 pub use sink::{Sink, SinkMode};
 pub use workerd::Worker;
 
-/// A 127.0.0.1 port where nothing listens: bound by the OS, then released.
-/// (Another process could grab it in between; on a test box that is rare
-/// enough, and the port is only ever dialled, never bound, by the tests.)
+/// A 127.0.0.1 port where nothing listens, for "unreachable" cases (and for
+/// Bugsink, which binds the port it is given).
+///
+/// Taken from below the kernel's ephemeral range (32768–60999 here), which
+/// every server in these tests binds from (`:0`): a port released by `bind(:0)`
+/// could be handed straight to another test's origin or sink running in
+/// parallel, and the "unreachable" origin would answer. Each call gets a new
+/// port (a per-process counter, offset by the pid so concurrent test binaries
+/// differ), checked free by binding it once.
 pub fn closed_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const BASE: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let offset = std::process::id().wrapping_mul(97) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (BASE + (offset + n) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {BASE}..{}", BASE + SPAN);
 }
 
 /// Polls `cond` until it holds or `timeout` passes; returns whether it held.
