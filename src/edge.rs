@@ -98,8 +98,13 @@ async fn serve(
     ctx: &Context,
     attempt: &Attempt,
 ) -> web_sys::Response {
+    // The URL crosses from JS and is split once per request; everything below borrows it.
     let url = req.url();
-    if UrlParts::split(&url).is_some_and(|parts| parts.path == feedback::PATH) {
+    let Some(parts) = UrlParts::split(&url) else {
+        let failed = internal("request URL has no scheme or host");
+        return answer_own_failure(req, config, ctx, attempt, failed).await;
+    };
+    if parts.path == feedback::PATH {
         return feedback_endpoint(req, ctx, config).await;
     }
     if config.pass_through_on_exception {
@@ -108,7 +113,7 @@ async fn serve(
         ctx.pass_through_on_exception();
     }
     report_config_errors(req, config, ctx);
-    match proxy(req, config, attempt).await {
+    match proxy(req, &url, &parts, config, attempt).await {
         Ok(response) => {
             if config.handled.is_on() {
                 report_handled(req, config, ctx, attempt, &response);
@@ -177,11 +182,15 @@ async fn answer_own_failure(
     }
     let visitor = Visitor::read(req);
     let event_id = report_event(config, ctx, &failed, &visitor, true);
-    let target = match target_url(req, config) {
+    let url = req.url();
+    let Some(parts) = UrlParts::split(&url) else {
+        return failure_page(&visitor, &failed, event_id);
+    };
+    let target = match target_url(&url, &parts, config) {
         Ok(target) => target,
         Err(_) => return failure_page(&visitor, &failed, event_id),
     };
-    match fetch_origin(req, config, &target, attempt).await {
+    match fetch_origin(req, &parts, config, &target, attempt).await {
         Ok(response) => response,
         Err(_) => failure_page(&visitor, &failed, event_id),
     }
@@ -279,12 +288,14 @@ fn internal(detail: impl Into<String>) -> Failed {
 /// Forwards the request to the origin and returns its response, or why it could not.
 async fn proxy(
     req: &web_sys::Request,
+    url: &str,
+    parts: &UrlParts<'_>,
     config: &Config,
     attempt: &Attempt,
 ) -> Result<web_sys::Response, Failed> {
-    debug_triggers(req, config)?;
-    let target = target_url(req, config)?;
-    let response = fetch_origin(req, config, &target, attempt).await?;
+    debug_triggers(parts.path, config)?;
+    let target = target_url(url, parts, config)?;
+    let response = fetch_origin(req, parts, config, &target, attempt).await?;
     let status = response.status();
     if !is_origin_failure(status) {
         return Ok(without_hop_by_hop(response));
@@ -309,16 +320,11 @@ async fn proxy(
 
 /// `DEBUG_PANIC_PATH` / `DEBUG_ERROR_PATH`: fire inside the handler, on the request path, as a
 /// bug of ours would. Both unset (the default) costs two `None` comparisons.
-fn debug_triggers(req: &web_sys::Request, config: &Config) -> Result<(), Failed> {
-    if config.debug_panic_path.is_none() && config.debug_error_path.is_none() {
-        return Ok(());
-    }
-    let url = req.url();
-    let path = UrlParts::split(&url).map(|parts| parts.path);
-    if path.is_some() && config.debug_panic_path.as_deref() == path {
+fn debug_triggers(path: &str, config: &Config) -> Result<(), Failed> {
+    if config.debug_panic_path.as_deref() == Some(path) {
         debug_panic();
     }
-    if path.is_some() && config.debug_error_path.as_deref() == path {
+    if config.debug_error_path.as_deref() == Some(path) {
         return Err(debug_error());
     }
     Ok(())
@@ -326,13 +332,10 @@ fn debug_triggers(req: &web_sys::Request, config: &Config) -> Result<(), Failed>
 
 /// Where this request goes: `ORIGIN_URL` applied to the request URL, or the URL itself in route
 /// mode.
-fn target_url(req: &web_sys::Request, config: &Config) -> Result<String, Failed> {
-    let url = req.url();
-    let parts =
-        UrlParts::split(&url).ok_or_else(|| internal("request URL has no scheme or host"))?;
+fn target_url(url: &str, parts: &UrlParts<'_>, config: &Config) -> Result<String, Failed> {
     match &config.origin {
-        Origin::Route => Ok(url.clone()),
-        Origin::Url(origin) => Ok(origin.target(&parts)),
+        Origin::Route => Ok(url.to_owned()),
+        Origin::Url(origin) => Ok(origin.target(parts)),
         Origin::Invalid(error) => Err(Failure::Misconfigured {
             detail: ConfigError::OriginUrl(error.clone()).to_string(),
         }
@@ -363,13 +366,11 @@ fn debug_error() -> Failed {
 /// within the origin timeout.
 async fn fetch_origin(
     req: &web_sys::Request,
+    parts: &UrlParts<'_>,
     config: &Config,
     target: &str,
     attempt: &Attempt,
 ) -> Result<web_sys::Response, Failed> {
-    let url = req.url();
-    let parts =
-        UrlParts::split(&url).ok_or_else(|| internal("request URL has no scheme or host"))?;
     let method = req.method();
     let visitor = forward::Visitor {
         method: &method,
