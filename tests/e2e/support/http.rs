@@ -265,6 +265,26 @@ impl StreamingResponse {
     }
 }
 
+/// Reads into `buf` at most `left` more body bytes and counts them off; an early end of the
+/// stream is an error named `what`.
+fn read_at_most(
+    reader: &mut impl Read,
+    buf: &mut [u8],
+    left: &mut u64,
+    what: &str,
+) -> io::Result<usize> {
+    let want = buf.len().min(*left as usize);
+    let n = reader.read(&mut buf[..want])?;
+    if n == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            what.to_owned(),
+        ));
+    }
+    *left -= n as u64;
+    Ok(n)
+}
+
 impl Read for StreamingResponse {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
@@ -276,16 +296,12 @@ impl Read for StreamingResponse {
                 if *left == 0 {
                     return Ok(0);
                 }
-                let want = buf.len().min(*left as usize);
-                let n = self.reader.read(&mut buf[..want])?;
-                if n == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "body shorter than Content-Length",
-                    ));
-                }
-                *left -= n as u64;
-                Ok(n)
+                read_at_most(
+                    &mut self.reader,
+                    buf,
+                    left,
+                    "body shorter than Content-Length",
+                )
             }
             BodyState::Chunked { left, first, done } => {
                 if *done {
@@ -315,16 +331,7 @@ impl Read for StreamingResponse {
                         return Ok(0);
                     }
                 }
-                let want = buf.len().min(*left as usize);
-                let n = self.reader.read(&mut buf[..want])?;
-                if n == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "EOF inside a chunk",
-                    ));
-                }
-                *left -= n as u64;
-                Ok(n)
+                read_at_most(&mut self.reader, buf, left, "EOF inside a chunk")
             }
         }
     }
