@@ -26,6 +26,7 @@ pub const SENTRY_SEND_QUERY: &str = "SENTRY_SEND_QUERY";
 pub const SENTRY_SEND_DEFAULT_PII: &str = "SENTRY_SEND_DEFAULT_PII";
 pub const SENTRY_REPORT_4XX: &str = "SENTRY_REPORT_4XX";
 pub const SENTRY_SLOW_ORIGIN_MS: &str = "SENTRY_SLOW_ORIGIN_MS";
+pub const SENTRY_DEBUG: &str = "SENTRY_DEBUG";
 
 pub const DEFAULT_ENVIRONMENT: &str = "production";
 pub const DEFAULT_ORIGIN_TIMEOUT_MS: u32 = 30_000;
@@ -62,6 +63,10 @@ pub struct Config {
     /// When edgeguard's own code fails (an internal error or a panic), pass the request to the
     /// origin instead of showing the page. Off by default: the page and the event are the point.
     pub pass_through_on_exception: bool,
+    /// `SENTRY_DEBUG` (the SDKs' `debug` option): log every envelope Sentry accepted. Off by
+    /// default, because a log line per event costs CPU on every failure and fills the log
+    /// during an outage; failures to send are always logged.
+    pub debug: bool,
     /// Test triggers, unset in production: a request to exactly this path panics inside the
     /// handler (`DEBUG_PANIC_PATH`) or returns an internal error from deep in it
     /// (`DEBUG_ERROR_PATH`), so the failure paths can be proven end to end.
@@ -275,13 +280,15 @@ impl Config {
             &mut errors,
         );
 
-        let pass_through_on_exception = match get(PASS_THROUGH_ON_EXCEPTION) {
+        let mut flag = |name: &'static str| match get(name) {
             None => false,
             Some(raw) => parse_bool(&raw).unwrap_or_else(|| {
-                errors.push(ConfigError::NotABoolean(PASS_THROUGH_ON_EXCEPTION));
+                errors.push(ConfigError::NotABoolean(name));
                 false
             }),
         };
+        let pass_through_on_exception = flag(PASS_THROUGH_ON_EXCEPTION);
+        let debug = flag(SENTRY_DEBUG);
         let mut path = |name: &'static str| {
             let raw = get(name)?;
             let raw = raw.trim();
@@ -370,6 +377,7 @@ impl Config {
             release,
             origin_timeout_ms,
             pass_through_on_exception,
+            debug,
             debug_panic_path,
             debug_error_path,
             sample_rate,
@@ -559,20 +567,25 @@ mod tests {
             (None, None)
         );
 
+        assert!(!config.debug);
         let (config, errors) = parse(&[
             (PASS_THROUGH_ON_EXCEPTION, "Yes"),
+            (SENTRY_DEBUG, "on"),
             (DEBUG_PANIC_PATH, "/__panic"),
             (DEBUG_ERROR_PATH, " /__error "),
         ]);
         assert!(errors.is_empty());
         assert!(config.pass_through_on_exception);
+        assert!(config.debug);
         assert_eq!(config.debug_panic_path.as_deref(), Some("/__panic"));
         assert_eq!(config.debug_error_path.as_deref(), Some("/__error"));
 
         let (config, errors) = parse(&[
             (PASS_THROUGH_ON_EXCEPTION, "maybe"),
             (DEBUG_PANIC_PATH, "__panic"),
+            (SENTRY_DEBUG, "verbose"),
         ]);
+        assert!(!config.debug);
         assert!(!config.pass_through_on_exception);
         assert_eq!(config.debug_panic_path, None);
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -580,6 +593,7 @@ mod tests {
             lines,
             [
                 "PASS_THROUGH_ON_EXCEPTION: not one of true, false, 1, 0, yes, no, on, off; treated as false",
+                "SENTRY_DEBUG: not one of true, false, 1, 0, yes, no, on, off; treated as false",
                 "DEBUG_PANIC_PATH: not a path starting with '/'; ignored",
             ]
         );

@@ -11,6 +11,7 @@
 //! - nothing from the origin's failing body, the DSN or `ORIGIN_URL` reaches the visitor or a log;
 //! - the reporter never reports itself: its own failures are logged and counted only.
 
+mod js;
 mod transport;
 
 use crate::config::{BuildInfo, Config, ConfigError, Origin};
@@ -30,6 +31,7 @@ use crate::route;
 use crate::time::elapsed_ms;
 use crate::url::UrlParts;
 use crate::{form, lang};
+use js::header_pairs;
 use js_sys::futures::JsFuture;
 use std::any::Any;
 use std::cell::{Cell, OnceCell, RefCell};
@@ -214,7 +216,7 @@ fn config(env: &Env) -> Rc<Config> {
             }
             UNREPORTED_CONFIG_ERRORS.with(|pending| pending.replace(errors));
             init_token_key(env);
-            transport::init(config.max_events_per_minute);
+            transport::init(config.max_events_per_minute, config.debug);
             Rc::new(config)
         }))
     })
@@ -383,46 +385,44 @@ async fn fetch_origin(
         .map_err(|_| Failed::from(Failure::Loop))?;
     let headers = edited(&incoming, &edit).map_err(internal)?;
 
-    let controller =
-        web_sys::AbortController::new().map_err(|e| internal(js_message("AbortController", &e)))?;
-    let init = web_sys::RequestInit::new();
-    init.set_method(&method);
-    init.set_headers(&headers);
-    if let Some(body) = req.body() {
-        init.set_body(&body);
-    }
-    // A proxy hands redirects to the visitor; following them would change what the page is.
-    init.set_redirect(web_sys::RequestRedirect::Manual);
-    init.set_signal(Some(&controller.signal()));
-
-    let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+    // Redirects go to the visitor: following them would change what the page is.
+    let body: JsValue = req.body().map_or(JsValue::NULL, JsValue::from);
     attempt.sent.set(true);
-    let fetch = JsFuture::from(global.fetch_with_str_and_init(target, &init));
     let started_ms = js_sys::Date::now();
-    let answer = within(config.origin_timeout_ms, fetch).await;
+    let sent = js::fetch_within(
+        target,
+        &method,
+        &headers,
+        &body,
+        "manual",
+        config.origin_timeout_ms,
+    );
+    let answer = match sent {
+        Ok(promise) => JsFuture::from(promise).await,
+        Err(error) => Err(error),
+    };
     attempt.call.set(Some(OriginCall {
         started_ms,
         duration_ms: elapsed_ms(started_ms, js_sys::Date::now()),
-        status: match &answer {
-            Some(Ok(value)) => value.dyn_ref::<web_sys::Response>().map(|r| r.status()),
-            _ => None,
-        },
+        status: answer
+            .as_ref()
+            .ok()
+            .and_then(|value| value.dyn_ref::<web_sys::Response>())
+            .map(web_sys::Response::status),
     }));
     match answer {
-        None => {
-            controller.abort();
-            Err(Failure::OriginTimeout {
-                after_ms: config.origin_timeout_ms,
-            }
-            .into())
+        // `null`: no answer within the origin timeout (the fetch was aborted).
+        Ok(value) if value.is_null() => Err(Failure::OriginTimeout {
+            after_ms: config.origin_timeout_ms,
         }
-        Some(Err(error)) => Err(Failure::OriginUnreachable {
+        .into()),
+        Ok(value) => value
+            .dyn_into::<web_sys::Response>()
+            .map_err(|_| internal("fetch resolved to something other than a Response")),
+        Err(error) => Err(Failure::OriginUnreachable {
             detail: js_message("fetch", &error),
         }
         .into()),
-        Some(Ok(value)) => value
-            .dyn_into::<web_sys::Response>()
-            .map_err(|_| internal("fetch resolved to something other than a Response")),
     }
 }
 
@@ -470,7 +470,7 @@ fn without_hop_by_hop(response: web_sys::Response) -> web_sys::Response {
         return response;
     }
     let edit = forward::response_edit(&header_pairs(&response.headers()));
-    if edit.is_empty() {
+    if !edit.changes_response() {
         return response;
     }
     let rebuilt = edited(&response.headers(), &edit).and_then(|headers| {
@@ -937,19 +937,6 @@ fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a st
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
-}
-
-/// All headers as lowercase `(name, value)` pairs, in one pass over the JS iterator.
-fn header_pairs(headers: &web_sys::Headers) -> Vec<(String, String)> {
-    let Ok(Some(iter)) = js_sys::try_iter(headers) else {
-        return Vec::new();
-    };
-    iter.filter_map(Result::ok)
-        .filter_map(|entry| {
-            let pair: js_sys::Array = entry.dyn_into().ok()?;
-            Some((pair.get(0).as_string()?, pair.get(1).as_string()?))
-        })
-        .collect()
 }
 
 /// A string property of `request.cf` (absent on requests not from Cloudflare's edge).

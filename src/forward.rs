@@ -43,6 +43,18 @@ const HOP_BY_HOP: [&str; 9] = [
     "proxy-authenticate",
 ];
 
+/// Hop-by-hop names the runtime removes by itself when it writes a response to the visitor
+/// (checked on workerd 1.20261117: it frames the body and manages the connection itself; it
+/// keeps `Proxy-Authenticate`, `Proxy-Connection` and the names `Connection` lists).
+const DROPPED_BY_RUNTIME: [&str; 6] = [
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
 /// Header edits to apply in order: delete every name in `remove`, then set each pair in `set`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct HeaderEdit {
@@ -54,6 +66,17 @@ pub struct HeaderEdit {
 impl HeaderEdit {
     pub fn is_empty(&self) -> bool {
         self.remove.is_empty() && self.set.is_empty()
+    }
+
+    /// Whether applying this edit to a response changes what the visitor receives. Almost every
+    /// origin sends `Connection: keep-alive`, which the runtime drops anyway: such a response
+    /// goes out as-is instead of being rebuilt around its stream on every request.
+    pub fn changes_response(&self) -> bool {
+        !self.set.is_empty()
+            || self
+                .remove
+                .iter()
+                .any(|name| !DROPPED_BY_RUNTIME.contains(&name.as_str()))
     }
 
     fn remove(&mut self, name: &str) {
@@ -435,6 +458,28 @@ mod tests {
             ["x-hop", "connection", "proxy-authenticate", "upgrade"]
         );
         assert!(edit.set.is_empty());
+        assert!(edit.changes_response());
         assert!(response_edit(&h(&[("content-type", "text/html")])).is_empty());
+    }
+
+    #[test]
+    fn what_the_runtime_drops_itself_needs_no_rebuild() {
+        // nginx's and gunicorn's usual framing headers: removed by the runtime on the way out.
+        let edit = response_edit(&h(&[
+            ("connection", "keep-alive"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("content-type", "text/html"),
+        ]));
+        assert_eq!(
+            edit.remove,
+            ["keep-alive", "connection", "transfer-encoding"]
+        );
+        assert!(!edit.changes_response());
+        // A name listed in Connection is the origin's own header: only we can remove it.
+        let edit = response_edit(&h(&[("connection", "keep-alive, x-hop"), ("x-hop", "1")]));
+        assert!(edit.changes_response());
+        let edit = response_edit(&h(&[("proxy-connection", "keep-alive")]));
+        assert!(edit.changes_response());
     }
 }

@@ -3,14 +3,14 @@
 //! rate limits off every answer, and the client reports of what was dropped. Every decision is
 //! `delivery::Reporter`'s; this file only carries them out against the runtime.
 
-use super::{count_reporter_failure, js_message, within};
+use super::{count_reporter_failure, js_message};
 use crate::delivery::{self, Discards, Reason, Reporter, CLIENT_REPORT_FLUSH_MS, MIN_GZIP_BYTES};
 use crate::dsn::Dsn;
 use crate::envelope;
 use crate::id::EventId;
 use crate::{SDK_NAME, SDK_VERSION};
 use js_sys::futures::JsFuture;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::time::Duration;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::web_sys;
@@ -24,11 +24,14 @@ thread_local! {
     /// The isolate's rate limits, flood windows and drop counts (replaced with the configured
     /// cap when the config is read).
     static REPORTER: RefCell<Reporter> = const { RefCell::new(Reporter::new(0)) };
+    /// `SENTRY_DEBUG`: log every envelope Sentry accepted, not only the ones it did not.
+    static LOG_ACCEPTED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Starts the isolate's reporting state with the configured flood cap.
-pub(super) fn init(max_events_per_minute: u32) {
+/// Starts the isolate's reporting state with the configured flood cap and logging.
+pub(super) fn init(max_events_per_minute: u32, log_accepted: bool) {
     REPORTER.with(|r| r.replace(Reporter::new(max_events_per_minute)));
+    LOG_ACCEPTED.with(|l| l.set(log_accepted));
 }
 
 fn with_reporter<T>(f: impl FnOnce(&mut Reporter) -> T) -> Option<T> {
@@ -214,6 +217,7 @@ impl Delivery {
             console_warn!("edgeguard: Sentry set a rate limit; events are dropped until it ends");
         }
         match Reason::for_status(answer.status) {
+            None if !LOG_ACCEPTED.with(Cell::get) => {}
             None => match self.id {
                 Some(id) => console_log!(
                     "edgeguard: sent event {id} ({}): Sentry answered {} ({plain} bytes, {wire} sent)",
@@ -269,22 +273,21 @@ impl Delivery {
                 .set(name, value)
                 .map_err(|e| local("Headers.set", &e))?;
         }
-        let controller =
-            web_sys::AbortController::new().map_err(|e| local("AbortController", &e))?;
-        let init = web_sys::RequestInit::new();
-        init.set_method("POST");
-        init.set_headers(&headers);
-        init.set_body(&js_sys::Uint8Array::from(gzipped.unwrap_or(&self.body)));
-        init.set_signal(Some(&controller.signal()));
-        let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-        let fetch = JsFuture::from(global.fetch_with_str_and_init(&self.url, &init));
-        match within(SENTRY_SEND_TIMEOUT_MS, fetch).await {
-            None => {
-                controller.abort();
-                Err(SendFailure::Timeout)
-            }
-            Some(Err(error)) => Err(SendFailure::Network(js_message("fetch", &error))),
-            Some(Ok(value)) => {
+        let body = js_sys::Uint8Array::from(gzipped.unwrap_or(&self.body));
+        let sent = super::js::fetch_within(
+            &self.url,
+            "POST",
+            &headers,
+            &body,
+            "follow",
+            SENTRY_SEND_TIMEOUT_MS,
+        )
+        .map_err(|e| local("fetch", &e))?;
+        match JsFuture::from(sent).await {
+            // `null`: no answer in time; the request was aborted.
+            Ok(value) if value.is_null() => Err(SendFailure::Timeout),
+            Err(error) => Err(SendFailure::Network(js_message("fetch", &error))),
+            Ok(value) => {
                 let response: web_sys::Response = value
                     .dyn_into()
                     .map_err(|_| SendFailure::Local("fetch resolved to a non-Response".into()))?;

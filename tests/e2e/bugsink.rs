@@ -79,6 +79,7 @@ fn origin_failures_become_separate_issues_in_a_real_bugsink() {
         ("ORIGIN_URL", &origin.url()),
         ("SENTRY_DSN", &bugsink.dsn),
         ("SENTRY_ENVIRONMENT", "e2e"),
+        ("SENTRY_DEBUG", "true"),
     ]);
 
     let mut reports = Vec::new();
@@ -117,7 +118,7 @@ fn origin_failures_become_separate_issues_in_a_real_bugsink() {
     eprintln!("bugsink stored: {reports:?}");
     assert!(
         worker.logs().contains("Sentry answered 200"),
-        "the worker logs each delivery:\n{}",
+        "with SENTRY_DEBUG the worker logs each accepted delivery:\n{}",
         worker.logs()
     );
 }
