@@ -8,9 +8,9 @@
 //! The item header carries the payload's byte length, so the payload is serialised first.
 
 use crate::id::EventId;
+use crate::json::{Object, Value};
 use crate::time::rfc3339_millis;
 use crate::{SDK_NAME, SDK_VERSION};
-use serde_json::{json, Map, Value};
 
 /// The content type Sentry requires on envelope uploads.
 pub const CONTENT_TYPE: &str = "application/x-sentry-envelope";
@@ -18,7 +18,14 @@ pub const CONTENT_TYPE: &str = "application/x-sentry-envelope";
 /// Serialises one event into an envelope. The DSN is deliberately not put in the header: it is
 /// optional there and would copy a credential into every upload.
 pub fn event_envelope(id: EventId, sent_at_ms: f64, event: &Value) -> Vec<u8> {
-    single_item_envelope(Some(id), sent_at_ms, "event", &event.to_string())
+    single_item_envelope(Some(id), sent_at_ms, "event", &event.to_json())
+}
+
+/// `{"name":"edgeguard","version":…}`: the `sdk` block of envelope headers and events.
+pub fn sdk() -> Object {
+    Object::new()
+        .with("name", SDK_NAME)
+        .with("version", SDK_VERSION)
 }
 
 /// An envelope with one item: the header (`event_id` when the item is an event or a feedback,
@@ -29,16 +36,13 @@ pub fn single_item_envelope(
     item_type: &str,
     payload: &str,
 ) -> Vec<u8> {
-    let mut header = Map::new();
+    let mut header = Object::new()
+        .with("sent_at", rfc3339_millis(sent_at_ms))
+        .with("sdk", sdk());
     if let Some(id) = event_id {
-        header.insert("event_id".into(), json!(id.to_hex()));
+        header.insert("event_id", id.to_hex());
     }
-    header.insert("sent_at".into(), json!(rfc3339_millis(sent_at_ms)));
-    header.insert(
-        "sdk".into(),
-        json!({ "name": SDK_NAME, "version": SDK_VERSION }),
-    );
-    let mut out = Value::Object(header).to_string().into_bytes();
+    let mut out = Value::Object(header).to_json().into_bytes();
     out.push(b'\n');
     out.extend_from_slice(&item(item_type, payload));
     out
@@ -47,8 +51,10 @@ pub fn single_item_envelope(
 /// One item: its header (type and payload length in bytes), the payload, a newline. Appended
 /// to an envelope's bytes, e.g. a `client_report` riding along with an event.
 pub fn item(item_type: &str, payload: &str) -> Vec<u8> {
-    let item_header = json!({ "type": item_type, "length": payload.len() });
-    let mut out = item_header.to_string().into_bytes();
+    let item_header = Object::new()
+        .with("type", item_type)
+        .with("length", payload.len());
+    let mut out = Value::Object(item_header).to_json().into_bytes();
     out.push(b'\n');
     out.extend_from_slice(payload.as_bytes());
     out.push(b'\n');
@@ -57,22 +63,24 @@ pub fn item(item_type: &str, payload: &str) -> Vec<u8> {
 
 /// The `client_report` item for drop counts (see `delivery::Discards::client_report`).
 pub fn client_report_item(report: &Value) -> Vec<u8> {
-    item("client_report", &report.to_string())
+    item("client_report", &report.to_json())
 }
 
 /// An envelope holding only a `client_report`: no event, so no `event_id` in the header.
 pub fn client_report_envelope(sent_at_ms: f64, report: &Value) -> Vec<u8> {
-    single_item_envelope(None, sent_at_ms, "client_report", &report.to_string())
+    single_item_envelope(None, sent_at_ms, "client_report", &report.to_json())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::json::testing::from_serde;
+    use serde_json::json;
 
     #[test]
     fn golden_bytes() {
         let id = EventId::from_random([0x11; 16]);
-        let event = json!({"event_id": id.to_hex(), "message": "héllo"});
+        let event = from_serde(json!({"event_id": id.to_hex(), "message": "héllo"}));
         let bytes = event_envelope(id, 1_795_521_600_000.0, &event);
         let expected = concat!(
             r#"{"event_id":"11111111111141119111111111111111","sdk":{"name":"edgeguard","version":"0.1.0"},"sent_at":"2026-11-24T12:00:00.000Z"}"#,
@@ -87,9 +95,9 @@ mod tests {
 
     #[test]
     fn client_report_bytes() {
-        let report = json!({"timestamp": 1_795_521_600u64, "discarded_events": [
+        let report = from_serde(json!({"timestamp": 1_795_521_600u64, "discarded_events": [
             {"reason": "sample_rate", "category": "error", "quantity": 2}
-        ]});
+        ]}));
         let payload = r#"{"discarded_events":[{"category":"error","quantity":2,"reason":"sample_rate"}],"timestamp":1795521600}"#;
         let item_bytes = format!("{{\"length\":102,\"type\":\"client_report\"}}\n{payload}\n");
         assert_eq!(
@@ -110,12 +118,12 @@ mod tests {
     #[test]
     fn length_counts_bytes_not_chars() {
         let id = EventId::from_random([0; 16]);
-        let event = json!({"m": "ééé"});
+        let event = from_serde(json!({"m": "ééé"}));
         let bytes = event_envelope(id, 0.0, &event);
         let text = String::from_utf8(bytes).unwrap();
         let mut lines = text.split('\n');
         let _header = lines.next().unwrap();
-        let item: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+        let item: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
         let payload = lines.next().unwrap();
         assert_eq!(item["length"], payload.len());
         assert_eq!(payload.len(), 14);

@@ -5,13 +5,13 @@
 
 use crate::config::Config;
 use crate::id::EventId;
+use crate::json::{Object, Value};
 use crate::outcome::Failure;
 use crate::scrub::{filter_cookies, filter_headers, filter_query, DEFAULT_RESPONSE_HEADERS};
 use crate::time::rfc3339_millis;
 use crate::url::UrlParts;
-use crate::{limits, route};
-use crate::{SDK_NAME, SDK_VERSION};
-use serde_json::{json, Map, Value};
+use crate::SDK_NAME;
+use crate::{envelope, limits, route};
 
 /// The visitor's request as the event reports it. Headers are raw here and filtered on the way
 /// into the event, so no caller can forget to.
@@ -62,124 +62,122 @@ pub struct EventInput<'a> {
     pub config: &'a Config,
 }
 
-/// Builds the event JSON. Keys serialise in sorted order (serde_json's default map), which makes
-/// the bytes stable.
+/// Builds the event JSON. Object keys are written in sorted order (see `json`), which makes the
+/// bytes stable.
 pub fn build(input: &EventInput<'_>) -> Value {
     let failure = input.failure;
     let status = failure.status().to_string();
 
-    let mut tags = Map::new();
-    tags.insert("status".into(), json!(status));
+    let mut tags = Object::new().with("status", status);
     if let Some(request) = input.request {
-        tags.insert("method".into(), json!(request.method));
+        tags.insert("method", request.method);
     }
-    tags.insert("outcome".into(), json!(failure.mechanism()));
+    tags.insert("outcome", failure.mechanism());
     if let Some(ray) = input.ray_id {
-        tags.insert("ray_id".into(), json!(ray));
+        tags.insert("ray_id", ray);
     }
 
-    let mut contexts = Map::new();
-    contexts.insert(
-        "runtime".into(),
-        json!({ "type": "runtime", "name": RUNTIME_NAME, "raw_description": RUNTIME_DESCRIPTION }),
+    let mut contexts = Object::new().with(
+        "runtime",
+        Object::new()
+            .with("type", "runtime")
+            .with("name", RUNTIME_NAME)
+            .with("raw_description", RUNTIME_DESCRIPTION),
     );
     if let Some(colo) = input.colo {
         // Sentry's cloud resource context (OpenTelemetry's names): the colo is where it ran.
         contexts.insert(
-            "cloud_resource".into(),
-            json!({ "type": "cloud_resource", "cloud.provider": "cloudflare", "cloud.region": colo }),
+            "cloud_resource",
+            Object::new()
+                .with("type", "cloud_resource")
+                .with("cloud.provider", "cloudflare")
+                .with("cloud.region", colo),
         );
     }
     if let Some(call) = input.origin_call {
         // Never the origin's address: only how long it took and what it said.
-        let mut origin = Map::new();
-        origin.insert("duration_ms".into(), Value::from(call.duration_ms));
+        let mut origin = Object::new().with("duration_ms", call.duration_ms);
         if let Some(status) = call.status {
-            origin.insert("status_code".into(), json!(status));
+            origin.insert("status_code", status);
         }
-        contexts.insert("origin".into(), Value::Object(origin));
+        contexts.insert("origin", origin);
     }
     if let Some(response) = input.response {
-        let mut ctx = Map::new();
-        ctx.insert("type".into(), json!("response"));
-        ctx.insert("status_code".into(), json!(response.status));
+        let mut ctx = Object::new()
+            .with("type", "response")
+            .with("status_code", response.status);
         let headers = filter_headers(pairs(response.headers), DEFAULT_RESPONSE_HEADERS);
         if !headers.is_empty() {
-            ctx.insert("headers".into(), header_object(headers));
+            ctx.insert("headers", header_object(headers));
         }
         if let Some(size) = response.body_size {
-            ctx.insert("body_size".into(), json!(size));
+            ctx.insert("body_size", size);
         }
-        contexts.insert("response".into(), Value::Object(ctx));
+        contexts.insert("response", ctx);
     }
 
-    let mut event = json!({
-        "event_id": input.id.to_hex(),
-        "timestamp": rfc3339_millis(input.timestamp_ms),
-        "platform": "other",
-        "level": failure.level(),
-        "logger": SDK_NAME,
-        "server_name": input.server_name,
-        "release": input.config.release,
-        "environment": input.config.environment,
-        "exception": { "values": exception_values(failure) },
-        "tags": tags,
-        "sdk": { "name": SDK_NAME, "version": SDK_VERSION },
-    });
-    if let Some(object) = event.as_object_mut() {
-        if let Some(request) = input.request {
-            object.insert(
-                "transaction".into(),
-                Value::String(route::transaction(request.method, request.url.path)),
+    let mut event = Object::new()
+        .with("event_id", input.id.to_hex())
+        .with("timestamp", rfc3339_millis(input.timestamp_ms))
+        .with("platform", "other")
+        .with("level", failure.level())
+        .with("logger", SDK_NAME)
+        .with("server_name", input.server_name)
+        .with("release", input.config.release.as_str())
+        .with("environment", input.config.environment.as_str())
+        .with(
+            "exception",
+            Object::new().with("values", exception_values(failure)),
+        )
+        .with("tags", tags)
+        .with("sdk", envelope::sdk());
+    if let Some(request) = input.request {
+        event.insert(
+            "transaction",
+            route::transaction(request.method, request.url.path),
+        );
+        if failure.is_origins() {
+            let fingerprint = route::fingerprint(failure, request.method, request.url.path);
+            event.insert(
+                "fingerprint",
+                Value::Array(fingerprint.into_iter().map(Value::String).collect()),
             );
-            if failure.is_origins() {
-                object.insert(
-                    "fingerprint".into(),
-                    Value::from(route::fingerprint(
-                        failure,
-                        request.method,
-                        request.url.path,
-                    )),
-                );
-            }
-            let privacy = &input.config.privacy;
-            let client_ip = privacy
-                .send_default_pii
-                .then(|| header(request.headers, "cf-connecting-ip"))
-                .flatten();
-            if let Some(ip) = client_ip {
-                object.insert("user".into(), json!({ "ip_address": ip }));
-            }
-            object.insert(
-                "request".into(),
-                request_object(request, input.config, client_ip),
-            );
-            if let Some(call) = input.origin_call {
-                object.insert(
-                    "breadcrumbs".into(),
-                    json!({ "values": [breadcrumb(call, request)] }),
-                );
-            }
         }
-        object.insert("contexts".into(), Value::Object(contexts));
+        let privacy = &input.config.privacy;
+        let client_ip = privacy
+            .send_default_pii
+            .then(|| header(request.headers, "cf-connecting-ip"))
+            .flatten();
+        if let Some(ip) = client_ip {
+            event.insert("user", Object::new().with("ip_address", ip));
+        }
+        event.insert("request", request_object(request, input.config, client_ip));
+        if let Some(call) = input.origin_call {
+            event.insert(
+                "breadcrumbs",
+                Object::new().with("values", vec![breadcrumb(call, request)]),
+            );
+        }
     }
+    event.insert("contexts", contexts);
+    let mut event = Value::Object(event);
     limits::apply(&mut event);
     event
 }
 
 /// Sentry's `request`: method, URL without userinfo or query, allowlisted headers; the query
 /// string, cookies and client IP only when opted in, filtered; never the body.
-fn request_object(request: &RequestInfo<'_>, config: &Config, client_ip: Option<&str>) -> Value {
+fn request_object(request: &RequestInfo<'_>, config: &Config, client_ip: Option<&str>) -> Object {
     let privacy = &config.privacy;
-    let mut object = Map::new();
-    object.insert("method".into(), json!(request.method));
-    object.insert("url".into(), Value::String(request.url.without_query()));
+    let mut object = Object::new()
+        .with("method", request.method)
+        .with("url", request.url.without_query());
     let headers = filter_headers(pairs(request.headers), &privacy.request_headers);
-    object.insert("headers".into(), header_object(headers));
+    object.insert("headers", header_object(headers));
     if privacy.send_query {
         let query = request.url.query.map(filter_query).unwrap_or_default();
         if !query.is_empty() {
-            object.insert("query_string".into(), pair_array(query));
+            object.insert("query_string", pair_array(query));
         }
     }
     if privacy.send_default_pii {
@@ -190,41 +188,44 @@ fn request_object(request: &RequestInfo<'_>, config: &Config, client_ip: Option<
             .flat_map(|(_, value)| filter_cookies(value))
             .collect();
         if !cookies.is_empty() {
-            object.insert("cookies".into(), pair_array(cookies));
+            object.insert("cookies", pair_array(cookies));
         }
         if let Some(ip) = client_ip {
-            object.insert("env".into(), json!({ "REMOTE_ADDR": ip }));
+            object.insert("env", Object::new().with("REMOTE_ADDR", ip));
         }
     }
-    Value::Object(object)
+    object
 }
 
 /// The origin fetch as an `http` breadcrumb, as Sentry's SDKs record outgoing requests. The URL
 /// is the visitor's (without query), never the origin's internal address.
 fn breadcrumb(call: &OriginCall, request: &RequestInfo<'_>) -> Value {
-    let mut data = Map::new();
-    data.insert("method".into(), json!(request.method));
-    data.insert("url".into(), Value::String(request.url.without_query()));
+    let mut data = Object::new()
+        .with("method", request.method)
+        .with("url", request.url.without_query());
     if let Some(status) = call.status {
-        data.insert("status_code".into(), json!(status));
+        data.insert("status_code", status);
     }
-    data.insert("duration_ms".into(), Value::from(call.duration_ms));
+    data.insert("duration_ms", call.duration_ms);
     let level = match call.status {
         Some(status) if status < 400 => "info",
         Some(status) if status < 500 => "warning",
         _ => "error",
     };
-    json!({
-        "type": "http",
-        "category": "http",
-        "level": level,
-        "timestamp": rfc3339_millis(call.started_ms + f64::from(call.duration_ms)),
-        "data": data,
-    })
+    Value::Object(
+        Object::new()
+            .with("type", "http")
+            .with("category", "http")
+            .with("level", level)
+            .with(
+                "timestamp",
+                rfc3339_millis(call.started_ms + f64::from(call.duration_ms)),
+            )
+            .with("data", data),
+    )
 }
 
-/// `[[key, value], ...]`, Sentry's pair-list form (keeps order and repeated keys). Built by hand:
-/// `json!` on a tuple list would pull serde's sequence serialiser into the wasm.
+/// `[[key, value], ...]`, Sentry's pair-list form (keeps order and repeated keys).
 fn pair_array(pairs: Vec<(String, String)>) -> Value {
     Value::Array(
         pairs
@@ -251,18 +252,18 @@ fn exception_values(failure: &Failure) -> Vec<Value> {
         .into_iter()
         .enumerate()
         .map(|(i, exception)| {
-            let mut value = Map::new();
-            value.insert("type".into(), json!(exception.ty));
-            value.insert("value".into(), json!(exception.value));
+            let mut value = Object::new()
+                .with("type", exception.ty)
+                .with("value", exception.value);
             if let Some(frame) = exception.frame {
+                let frame = Object::new()
+                    .with("filename", frame.file)
+                    .with("lineno", frame.line)
+                    .with("colno", frame.column)
+                    .with("in_app", true);
                 value.insert(
-                    "stacktrace".into(),
-                    json!({ "frames": [{
-                        "filename": frame.file,
-                        "lineno": frame.line,
-                        "colno": frame.column,
-                        "in_app": true,
-                    }] }),
+                    "stacktrace",
+                    Object::new().with("frames", vec![Value::Object(frame)]),
                 );
             }
             if i == last {
@@ -270,8 +271,10 @@ fn exception_values(failure: &Failure) -> Vec<Value> {
                 // meaningless and to title the issue after a stack frame instead; origin failures
                 // have no frames, so every outcome would become one issue titled "<unknown>".
                 value.insert(
-                    "mechanism".into(),
-                    json!({ "type": failure.mechanism(), "handled": failure.is_handled() }),
+                    "mechanism",
+                    Object::new()
+                        .with("type", failure.mechanism())
+                        .with("handled", failure.is_handled()),
                 );
             }
             Value::Object(value)
@@ -283,19 +286,20 @@ fn pairs(headers: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> {
     headers.iter().map(|(k, v)| (k.as_str(), v.as_str()))
 }
 
-fn header_object(headers: Vec<(String, String)>) -> Value {
-    Value::Object(
-        headers
-            .into_iter()
-            .map(|(name, value)| (name, Value::String(value)))
-            .collect(),
-    )
+fn header_object(headers: Vec<(String, String)>) -> Object {
+    let mut object = Object::new();
+    for (name, value) in headers {
+        object.insert(name, value);
+    }
+    object
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{BuildInfo, Config};
+    use crate::json::testing::to_serde;
+    use serde_json::json;
 
     pub(crate) fn config() -> Config {
         let build = BuildInfo {
@@ -361,7 +365,7 @@ mod tests {
             }),
             config: &config,
         });
-        let bytes = serde_json::to_string(&event).unwrap();
+        let bytes = event.to_json();
         assert_eq!(
             bytes,
             concat!(
@@ -414,7 +418,7 @@ mod tests {
             config: &config,
         });
         assert_eq!(
-            serde_json::to_string(&event["exception"]).unwrap(),
+            event.get("exception").unwrap().to_json(),
             concat!(
                 r#"{"values":[{"mechanism":{"handled":false,"type":"panic"},"#,
                 r#""stacktrace":{"frames":[{"colno":9,"filename":"src/edge.rs","in_app":true,"lineno":12}]},"#,
@@ -446,6 +450,7 @@ mod tests {
             origin_call: None,
             config: &config,
         });
+        let event = to_serde(&event);
         let contexts = event["contexts"].as_object().unwrap();
         assert_eq!(contexts.keys().collect::<Vec<_>>(), ["runtime"]);
         assert!(event.get("breadcrumbs").is_none());
@@ -522,7 +527,7 @@ mod tests {
         let config = config_with(&[]);
         let headers = secret_headers();
         let event = build_for(&config, &headers, &Failure::OriginStatus { status: 500 });
-        let bytes = serde_json::to_string(&event).unwrap();
+        let bytes = event.to_json();
         for secret in [
             "SECRET",
             "203.0.113.7",
@@ -533,6 +538,7 @@ mod tests {
         ] {
             assert!(!bytes.contains(secret), "{secret} in {bytes}");
         }
+        let event = to_serde(&event);
         let request = event["request"].as_object().unwrap();
         assert_eq!(
             request.keys().collect::<Vec<_>>(),
@@ -551,7 +557,7 @@ mod tests {
         let headers = secret_headers();
         let event = build_for(&config, &headers, &Failure::OriginStatus { status: 500 });
         assert_eq!(
-            serde_json::to_string(&event["request"]).unwrap(),
+            event.get("request").unwrap().to_json(),
             concat!(
                 r#"{"cookies":[["theme","dark"],["sessionid","[Filtered]"],["csrftoken","[Filtered]"]],"#,
                 r#""env":{"REMOTE_ADDR":"203.0.113.7"},"#,
@@ -561,8 +567,9 @@ mod tests {
                 r#""url":"https://shop.example/orders/42"}"#
             )
         );
+        let bytes = event.to_json();
+        let event = to_serde(&event);
         assert_eq!(event["user"], json!({ "ip_address": "203.0.113.7" }));
-        let bytes = serde_json::to_string(&event).unwrap();
         assert!(!bytes.contains("SECRET") && !bytes.contains("dsnpublickey0123"));
     }
 
@@ -574,7 +581,7 @@ mod tests {
             duration_ms: 3100,
             threshold_ms: 3000,
         };
-        let event = build_for(&config, &[], &failure);
+        let event = to_serde(&build_for(&config, &[], &failure));
         assert_eq!(event["level"], "warning");
         assert_eq!(
             event["exception"]["values"][0],
@@ -598,7 +605,7 @@ mod tests {
             message: "boom".into(),
             location: None,
         };
-        let event = build_for(&config, &[], &failure);
+        let event = to_serde(&build_for(&config, &[], &failure));
         assert!(event.get("fingerprint").is_none());
         assert_eq!(event["transaction"], "GET /orders/{id}");
     }
@@ -611,7 +618,7 @@ mod tests {
         let failure = Failure::OriginUnreachable {
             detail: "é".repeat(10_000),
         };
-        let event = build_for(&config, &headers, &failure);
+        let event = to_serde(&build_for(&config, &headers, &failure));
         let value = event["exception"]["values"][0]["value"].as_str().unwrap();
         assert_eq!(value.chars().count(), limits::MESSAGE_CHARS);
         assert!(value.ends_with('…'));

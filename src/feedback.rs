@@ -13,10 +13,9 @@
 
 use crate::envelope;
 use crate::id::EventId;
+use crate::json::{Object, Value};
 use crate::sha256::{constant_time_eq, hex, hmac_sha256};
 use crate::time::rfc3339_millis;
-use crate::{SDK_NAME, SDK_VERSION};
-use serde_json::{json, Value};
 use std::fmt;
 
 /// The reserved path the form posts to; never proxied to the origin.
@@ -341,35 +340,32 @@ pub struct FeedbackContext<'a> {
 /// envelope header's `event_id` is the feedback's own id.
 pub fn feedback_envelope(submission: &Submission, ctx: &FeedbackContext<'_>) -> Vec<u8> {
     let id = ctx.id.to_hex();
-    let mut feedback = json!({
-        "message": submission.comments,
-        "associated_event_id": submission.event_id,
-        "source": "edgeguard-error-page",
-    });
+    let mut feedback = Object::new()
+        .with("message", submission.comments.as_str())
+        .with("associated_event_id", submission.event_id.as_str())
+        .with("source", "edgeguard-error-page");
     let mut put = |key: &str, value: &str| {
-        if let Some(map) = feedback.as_object_mut() {
-            if !value.is_empty() {
-                map.insert(key.to_owned(), Value::from(value));
-            }
+        if !value.is_empty() {
+            feedback.insert(key, value);
         }
     };
     put("name", &submission.name);
     put("contact_email", &submission.email);
     put("url", ctx.url.unwrap_or_default());
-    let mut event = json!({
-        "event_id": id,
-        "type": "feedback",
-        "timestamp": rfc3339_millis(ctx.now_ms),
-        "platform": "other",
-        "level": "info",
-        "environment": ctx.environment,
-        "contexts": { "feedback": feedback },
-        "sdk": { "name": SDK_NAME, "version": SDK_VERSION },
-    });
-    if let (Some(release), Some(map)) = (ctx.release, event.as_object_mut()) {
-        map.insert("release".into(), Value::from(release));
+    let mut event = Object::new()
+        .with("event_id", id)
+        .with("type", "feedback")
+        .with("timestamp", rfc3339_millis(ctx.now_ms))
+        .with("platform", "other")
+        .with("level", "info")
+        .with("environment", ctx.environment)
+        .with("contexts", Object::new().with("feedback", feedback))
+        .with("sdk", envelope::sdk());
+    if let Some(release) = ctx.release {
+        event.insert("release", release);
     }
-    envelope::single_item_envelope(Some(ctx.id), ctx.now_ms, "feedback", &event.to_string())
+    let payload = Value::Object(event).to_json();
+    envelope::single_item_envelope(Some(ctx.id), ctx.now_ms, "feedback", &payload)
 }
 
 /// A token bucket: up to `burst` submissions at once, refilled at `per_minute`. One per isolate;
@@ -678,7 +674,8 @@ mod tests {
             },
         );
         let text = String::from_utf8(bytes).unwrap();
-        let payload: Value = serde_json::from_str(text.lines().nth(2).unwrap()).unwrap();
+        let payload: serde_json::Value =
+            serde_json::from_str(text.lines().nth(2).unwrap()).unwrap();
         let fb = &payload["contexts"]["feedback"];
         assert_eq!(fb["message"], "hi");
         assert!(fb.get("name").is_none() && fb.get("contact_email").is_none());

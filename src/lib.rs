@@ -32,6 +32,7 @@ pub mod feedback;
 pub mod form;
 pub mod forward;
 pub mod id;
+pub mod json;
 pub mod lang;
 pub mod limits;
 pub mod origin;

@@ -6,7 +6,7 @@
 //! `PROTOCOL.md`); where Sentry has none (header values, URLs) a generous one keeps a hostile
 //! request from filling the 1 MiB event.
 
-use serde_json::{Map, Value};
+use crate::json::{Object, Value};
 
 /// `transaction`.
 pub const TRANSACTION_CHARS: usize = 200;
@@ -107,21 +107,21 @@ pub fn apply(event: &mut Value) {
 }
 
 /// A context over [`CONTEXT_BYTES`] has its strings cut, then its largest members emptied
-/// (`null`, which Sentry reads as absent; removing keys would pull B-tree removal code into the
-/// wasm) until it fits. `type` is kept: it says what the context is.
+/// (`null`, which Sentry reads as absent) until it fits. `type` is kept: it says what the context
+/// is. Sizes are counted ([`Value::json_len`]), not written out.
 fn fit_context(context: &mut Value) {
-    if serialised_len(context) <= CONTEXT_BYTES {
+    if context.json_len() <= CONTEXT_BYTES {
         return;
     }
     cut_strings(context, CONTEXT_STRING_CHARS);
-    let Some(members) = context.as_object_mut() else {
-        return;
-    };
-    while serialised_len_map(members) > CONTEXT_BYTES {
+    while context.json_len() > CONTEXT_BYTES {
+        let Some(members) = context.as_object_mut() else {
+            return;
+        };
         let largest = members
             .iter_mut()
-            .filter(|(key, value)| key.as_str() != "type" && !value.is_null())
-            .max_by_key(|(_, value)| serialised_len(value));
+            .filter(|(key, value)| *key != "type" && !value.is_null())
+            .max_by_key(|(_, value)| value.json_len());
         match largest {
             Some((_, value)) => *value = Value::Null,
             None => break,
@@ -129,15 +129,7 @@ fn fit_context(context: &mut Value) {
     }
 }
 
-fn serialised_len(value: &Value) -> usize {
-    serde_json::to_vec(value).map_or(usize::MAX, |bytes| bytes.len())
-}
-
-fn serialised_len_map(map: &Map<String, Value>) -> usize {
-    serde_json::to_vec(map).map_or(usize::MAX, |bytes| bytes.len())
-}
-
-fn cut_field(object: &mut Map<String, Value>, key: &str, max_chars: usize) {
+fn cut_field(object: &mut Object, key: &str, max_chars: usize) {
     if let Some(value) = object.get_mut(key) {
         cut_string(value, max_chars);
     }
@@ -177,6 +169,7 @@ fn keep_ends(items: &mut Vec<Value>, max: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::json::testing::{from_serde, to_serde};
     use serde_json::json;
 
     #[test]
@@ -194,7 +187,7 @@ mod tests {
     #[test]
     fn event_fields_are_cut_to_sentrys_limits() {
         let long = "x".repeat(10_000);
-        let mut event = json!({
+        let mut event = from_serde(json!({
             "transaction": long,
             "environment": long,
             "message": long,
@@ -212,9 +205,10 @@ mod tests {
                 "cookies": [["theme", long]],
             },
             "breadcrumbs": { "values": (0..105).map(|i| json!({ "data": { "url": long, "n": i } })).collect::<Vec<_>>() },
-        });
+        }));
         apply(&mut event);
-        let chars = |v: &Value| v.as_str().unwrap().chars().count();
+        let event = to_serde(&event);
+        let chars = |v: &serde_json::Value| v.as_str().unwrap().chars().count();
         assert_eq!(chars(&event["transaction"]), 200);
         assert_eq!(chars(&event["environment"]), 64);
         assert_eq!(chars(&event["message"]), 8192);
@@ -241,34 +235,35 @@ mod tests {
 
     #[test]
     fn a_context_is_fitted_into_8_kb_keeping_its_type() {
-        let headers: Map<String, Value> = (0..100)
+        let headers: serde_json::Map<String, serde_json::Value> = (0..100)
             .map(|i| (format!("x-header-{i:03}"), json!("v".repeat(500))))
             .collect();
-        let mut event = json!({ "contexts": {
+        let mut event = from_serde(json!({ "contexts": {
             "response": { "type": "response", "status_code": 503, "headers": headers },
             "runtime": { "type": "runtime", "name": "workerd" },
-        }});
-        let runtime_before = event["contexts"]["runtime"].clone();
+        }}));
+        let runtime_before = event.get("contexts").unwrap().get("runtime").cloned();
         apply(&mut event);
-        let response = &event["contexts"]["response"];
-        assert!(serialised_len(response) <= CONTEXT_BYTES);
+        let contexts = event.get("contexts").unwrap();
+        assert!(contexts.get("response").unwrap().json_len() <= CONTEXT_BYTES);
+        assert_eq!(contexts.get("runtime").cloned(), runtime_before);
+        let response = &to_serde(contexts)["response"];
         assert_eq!(response["type"], "response");
         assert_eq!(response["status_code"], 503);
         assert_eq!(
             response["headers"],
-            Value::Null,
+            serde_json::Value::Null,
             "the largest member is emptied"
         );
-        assert_eq!(event["contexts"]["runtime"], runtime_before);
     }
 
     #[test]
     fn small_events_are_unchanged() {
-        let event = json!({
+        let event = from_serde(json!({
             "transaction": "GET /orders/{id}",
             "tags": { "status": "503" },
             "request": { "url": "https://shop.example/orders/1", "headers": { "accept": "*/*" } },
-        });
+        }));
         let mut cut = event.clone();
         apply(&mut cut);
         assert_eq!(cut, event);

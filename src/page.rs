@@ -18,7 +18,7 @@
 //! Every substituted value is HTML-escaped. (`{{> file}}` partials are resolved at build time.)
 //! Each language's pages come from `www/` (English, the fallback) or `www/<lang>/`.
 
-use serde_json::{json, Map, Value};
+use crate::json::{Object, Value};
 
 /// One language's templates, as `build.rs` embeds them.
 pub struct Language {
@@ -98,16 +98,16 @@ impl PageInput<'_> {
 
     /// `{"event_id":…,"ray_id":…,"reason":…,"status":…}`; absent ids are left out.
     pub fn json(&self) -> String {
-        let mut body = Map::new();
-        body.insert("status".into(), json!(self.status));
-        body.insert("reason".into(), json!(self.reason));
+        let mut body = Object::new()
+            .with("status", self.status)
+            .with("reason", self.reason);
         if let Some(id) = self.event_id {
-            body.insert("event_id".into(), json!(id));
+            body.insert("event_id", id);
         }
         if let Some(ray) = self.ray_id {
-            body.insert("ray_id".into(), json!(ray));
+            body.insert("ray_id", ray);
         }
-        Value::Object(body).to_string()
+        Value::Object(body).to_json()
     }
 
     fn value(&self, name: &str) -> String {
