@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{Origin, Sink, SinkMode, Worker};
+use crate::support::{Origin, Request, Sink, SinkMode, Worker};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -247,23 +247,46 @@ fn a_network_error_is_retried_exactly_once() {
 }
 
 #[test]
-fn envelopes_are_gzipped_when_it_saves_bytes() {
+fn large_envelopes_are_gzipped_and_small_ones_sent_plain() {
     let origin = Origin::start();
     let sink = Sink::start(SinkMode::Accept);
-    let worker = Worker::start(&[("ORIGIN_URL", &origin.url()), ("SENTRY_DSN", &sink.dsn())]);
+    let worker = Worker::start(&[
+        ("ORIGIN_URL", &origin.url()),
+        ("SENTRY_DSN", &sink.dsn()),
+        (
+            "SENTRY_REQUEST_HEADERS",
+            "user-agent, referer, x-request-id",
+        ),
+    ]);
 
-    for path in ["/status/500", "/status/502?x=1", "/status/503"] {
-        assert!(fail(&worker, path).is_some());
-    }
-    let events = sink.wait_for_events(3, WAIT);
-    for envelope in sink.envelopes() {
+    // A plain origin 500: an envelope of about 1 KB, below the 2 KiB threshold.
+    assert!(fail(&worker, "/status/500").is_some());
+    sink.wait_for_events(1, WAIT);
+    // The same failure with long opted-in headers: well above it.
+    let long = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) ".repeat(12);
+    let resp = Request::get("/status/502?x=1")
+        .header("User-Agent", &long)
+        .header(
+            "Referer",
+            &format!("https://shop.example/{}", "catalogue/".repeat(60)),
+        )
+        .header("X-Request-Id", &"0123456789abcdef".repeat(8))
+        .send(worker.port());
+    assert_eq!(resp.status, 502, "{resp:?}");
+    sink.wait_for_events(2, WAIT);
+
+    let envelopes = sink.envelopes();
+    for envelope in &envelopes {
         eprintln!(
             "envelope: {} bytes plain, {} on the wire (gzip: {})",
             envelope.plain_len, envelope.wire_len, envelope.gzip
         );
-        assert!(envelope.gzip, "an event envelope is large enough to pay");
-        assert!(envelope.wire_len < envelope.plain_len);
     }
-    assert!(events.len() >= 3);
+    let (small, large): (Vec<_>, Vec<_>) = envelopes.iter().partition(|e| e.plain_len < 2_048);
+    assert_eq!((small.len(), large.len()), (1, 1), "one of each size");
+    assert!(!small[0].gzip, "a small envelope is sent as-is");
+    assert_eq!(small[0].wire_len, small[0].plain_len);
+    assert!(large[0].gzip, "a large envelope is compressed");
+    assert!(large[0].wire_len * 2 < large[0].plain_len, "and gzip pays");
     sink.assert_no_violations();
 }
