@@ -19,7 +19,7 @@ use crate::dsn::Dsn;
 use crate::envelope;
 use crate::event::{self, EventInput, OriginCall, RequestInfo, ResponseInfo};
 use crate::feedback::{self, FeedbackContext, RateLimit, Rejection, Submission, TokenKey};
-use crate::forward::{self, HeaderEdit};
+use crate::forward;
 use crate::id::EventId;
 use crate::outcome::{
     is_origin_failure, reason_phrase, BodyMeter, ErrorLink, Failure, SourceLocation,
@@ -31,7 +31,7 @@ use crate::route;
 use crate::time::elapsed_ms;
 use crate::url::UrlParts;
 use crate::{form, lang};
-use js::header_pairs;
+use js::{header_pairs, some_header_pairs};
 use js_sys::futures::JsFuture;
 use std::any::Any;
 use std::cell::{Cell, OnceCell, RefCell};
@@ -65,6 +65,9 @@ thread_local! {
     /// The feedback token key: `FEEDBACK_SECRET`, else random for this isolate (`None` when no
     /// randomness was available: feedback is then off).
     static FEEDBACK_KEY: OnceCell<Option<TokenKey>> = const { OnceCell::new() };
+    /// The header names the request and response edits read, as JS arrays made once.
+    static REQUEST_EDIT_READS: js_sys::Array = js::names_array(&forward::REQUEST_EDIT_READS);
+    static RESPONSE_EDIT_READS: js_sys::Array = js::names_array(&forward::RESPONSE_EDIT_READS);
     /// At most 10 feedback submissions at once, 30 a minute, per isolate.
     static FEEDBACK_RATE: RefCell<RateLimit> = RefCell::new(RateLimit::new(10, 30));
 }
@@ -381,9 +384,10 @@ async fn fetch_origin(
     };
     let incoming = req.headers();
     let token = forward::loop_token(&config.origin, parts.host);
-    let edit = forward::request_edit(&header_pairs(&incoming), &visitor, &token)
-        .map_err(|_| Failed::from(Failure::Loop))?;
-    let headers = edited(&incoming, &edit).map_err(internal)?;
+    let read = REQUEST_EDIT_READS.with(|names| some_header_pairs(&incoming, names));
+    let edit =
+        forward::request_edit(&read, &visitor, &token).map_err(|_| Failed::from(Failure::Loop))?;
+    let headers = js::edited(&incoming, &edit).map_err(|e| internal(js_message("Headers", &e)))?;
 
     // Redirects go to the visitor: following them would change what the page is.
     let body: JsValue = req.body().map_or(JsValue::NULL, JsValue::from);
@@ -446,21 +450,6 @@ impl<'a> Visitor<'a> {
     }
 }
 
-/// A copy of `headers` with `edit` applied.
-fn edited(headers: &web_sys::Headers, edit: &HeaderEdit) -> Result<web_sys::Headers, String> {
-    let copy =
-        web_sys::Headers::new_with_headers(headers).map_err(|e| js_message("Headers", &e))?;
-    for name in &edit.remove {
-        copy.delete(name)
-            .map_err(|e| js_message("Headers.delete", &e))?;
-    }
-    for (name, value) in &edit.set {
-        copy.set(name, value)
-            .map_err(|e| js_message("Headers.set", &e))?;
-    }
-    Ok(copy)
-}
-
 /// The origin's response without hop-by-hop headers. Almost every response has none and is
 /// returned as-is; otherwise a new response wraps the same body stream (never read here). A
 /// `101 Switching Protocols` (a WebSocket) is always returned as-is: it carries the socket.
@@ -469,22 +458,25 @@ fn without_hop_by_hop(response: web_sys::Response) -> web_sys::Response {
     if status == 101 {
         return response;
     }
-    let edit = forward::response_edit(&header_pairs(&response.headers()));
+    let read = RESPONSE_EDIT_READS.with(|names| some_header_pairs(&response.headers(), names));
+    let edit = forward::response_edit(&read);
     if !edit.changes_response() {
         return response;
     }
-    let rebuilt = edited(&response.headers(), &edit).and_then(|headers| {
-        let init = web_sys::ResponseInit::new();
-        init.set_status(status);
-        init.set_status_text(&response.status_text());
-        init.set_headers(&headers);
-        // These statuses must not have a body, and the runtime refuses one.
-        let body = response
-            .body()
-            .filter(|_| !matches!(status, 204 | 205 | 304));
-        web_sys::Response::new_with_opt_readable_stream_and_init(body.as_ref(), &init)
-            .map_err(|e| js_message("Response", &e))
-    });
+    let rebuilt = js::edited(&response.headers(), &edit)
+        .map_err(|e| js_message("Headers", &e))
+        .and_then(|headers| {
+            let init = web_sys::ResponseInit::new();
+            init.set_status(status);
+            init.set_status_text(&response.status_text());
+            init.set_headers(&headers);
+            // These statuses must not have a body, and the runtime refuses one.
+            let body = response
+                .body()
+                .filter(|_| !matches!(status, 204 | 205 | 304));
+            web_sys::Response::new_with_opt_readable_stream_and_init(body.as_ref(), &init)
+                .map_err(|e| js_message("Response", &e))
+        });
     rebuilt.unwrap_or_else(|error| {
         console_warn!("edgeguard: hop-by-hop headers left in a response: {error}");
         response

@@ -5,6 +5,7 @@
 //! same work inside JS and hand back one value. They decide nothing: what to send, where, and
 //! for how long is still decided in Rust.
 
+use crate::forward::HeaderEdit;
 use wasm_bindgen::prelude::*;
 use worker::web_sys;
 
@@ -13,6 +14,23 @@ export function headerText(headers) {
   let text = "";
   for (const [name, value] of headers) text += name + "\n" + value + "\n";
   return text;
+}
+
+export function headerValues(headers, names) {
+  let text = "";
+  for (const name of names) {
+    const value = headers.get(name);
+    if (value !== null) text += name + "\n" + value + "\n";
+  }
+  return text;
+}
+
+export function editedHeaders(headers, remove, set) {
+  const copy = new Headers(headers);
+  if (remove) for (const name of remove.split("\n")) copy.delete(name);
+  const pairs = set ? set.split("\n") : [];
+  for (let i = 0; i + 1 < pairs.length; i += 2) copy.set(pairs[i], pairs[i + 1]);
+  return copy;
 }
 
 export function fetchWithin(url, method, headers, body, redirect, ms) {
@@ -49,6 +67,21 @@ extern "C" {
     #[wasm_bindgen(js_name = headerText, catch)]
     fn header_text(headers: &web_sys::Headers) -> Result<String, JsValue>;
 
+    /// `name\nvalue\n` for each of `names` (a JS array of lowercase names) that is present:
+    /// the headers a decision needs, without carrying the rest (cookies, ...) into wasm.
+    #[wasm_bindgen(js_name = headerValues, catch)]
+    fn header_values(headers: &web_sys::Headers, names: &js_sys::Array) -> Result<String, JsValue>;
+
+    /// A copy of `headers` without the names in `remove` and with `set` applied (both
+    /// line-separated: `name\nname`, `name\nvalue\nname\nvalue`; header names and values
+    /// cannot contain a line break).
+    #[wasm_bindgen(js_name = editedHeaders, catch)]
+    fn edited_headers(
+        headers: &web_sys::Headers,
+        remove: &str,
+        set: &str,
+    ) -> Result<web_sys::Headers, JsValue>;
+
     /// `fetch(url, {method, headers, body, redirect})` that resolves to the `Response`, or to
     /// `null` when no response arrived within `ms` (the fetch is then aborted); rejects when
     /// the fetch fails. The timer covers the response head only, never the body stream.
@@ -65,7 +98,44 @@ extern "C" {
 
 /// All headers as lowercase `(name, value)` pairs, read in one crossing.
 pub(super) fn header_pairs(headers: &web_sys::Headers) -> Vec<(String, String)> {
-    let Ok(text) = header_text(headers) else {
+    pairs(header_text(headers))
+}
+
+/// The headers named in `names` that are present, as `(name, value)` pairs, in one crossing.
+/// `names` is built once per isolate (`names_array`), so no name is copied per request.
+pub(super) fn some_header_pairs(
+    headers: &web_sys::Headers,
+    names: &js_sys::Array,
+) -> Vec<(String, String)> {
+    pairs(header_values(headers, names))
+}
+
+/// `names` as a JS array, to keep in a `thread_local` and pass on every request.
+pub(super) fn names_array(names: &[&str]) -> js_sys::Array {
+    names.iter().map(|name| JsValue::from_str(name)).collect()
+}
+
+/// A copy of `headers` with `edit` applied, in one crossing.
+pub(super) fn edited(
+    headers: &web_sys::Headers,
+    edit: &HeaderEdit,
+) -> Result<web_sys::Headers, JsValue> {
+    let remove = edit.remove.join("\n");
+    let mut set = String::new();
+    for (name, value) in &edit.set {
+        for part in [*name, value.as_str()] {
+            if !set.is_empty() {
+                set.push('\n');
+            }
+            set.push_str(part);
+        }
+    }
+    edited_headers(headers, &remove, &set)
+}
+
+/// `name\nvalue\n...` text back into pairs (empty when the call failed).
+fn pairs(text: Result<String, JsValue>) -> Vec<(String, String)> {
+    let Ok(text) = text else {
         return Vec::new();
     };
     let mut lines = text.split('\n');
