@@ -396,7 +396,7 @@ async fn fetch_origin(
     let sent = js::fetch_within(
         target,
         &method,
-        &headers,
+        &headers.into(),
         &body,
         "manual",
         config.origin_timeout_ms,
@@ -889,29 +889,21 @@ fn page_response(
     event_id: Option<&str>,
     retry_after: Option<&str>,
 ) -> Result<web_sys::Response, String> {
-    let headers = web_sys::Headers::new().map_err(|e| js_message("Headers", &e))?;
-    let set = |name: &str, value: &str| {
-        headers
-            .set(name, value)
-            .map_err(|e| js_message("Headers.set", &e))
-    };
-    set("content-type", content_type)?;
-    set("cache-control", "no-store")?;
-    set("x-content-type-options", "nosniff")?;
-    set("content-security-policy", PAGE_CSP)?;
-    set("referrer-policy", "no-referrer")?;
-    set("vary", "Accept, Accept-Language")?;
+    let mut headers = vec![
+        ("content-type", content_type),
+        ("cache-control", "no-store"),
+        ("x-content-type-options", "nosniff"),
+        ("content-security-policy", PAGE_CSP),
+        ("referrer-policy", "no-referrer"),
+        ("vary", "Accept, Accept-Language"),
+    ];
     if let Some(id) = event_id {
-        set("x-sentry-id", id)?;
+        headers.push(("x-sentry-id", id));
     }
     if let Some(seconds) = retry_after {
-        set("retry-after", seconds)?;
+        headers.push(("retry-after", seconds));
     }
-    let init = web_sys::ResponseInit::new();
-    init.set_status(status);
-    init.set_headers(&headers);
-    web_sys::Response::new_with_opt_str_and_init(body, &init)
-        .map_err(|e| js_message("Response", &e))
+    js::response(status, &headers, body).map_err(|e| js_message("Response", &e))
 }
 
 /// The last resort when even the page cannot be built: a bare status, still not an `Err`.

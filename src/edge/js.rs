@@ -25,16 +25,25 @@ export function headerValues(headers, names) {
   return text;
 }
 
+function setAll(headers, text) {
+  const parts = text ? text.split("\n") : [];
+  for (let i = 0; i + 1 < parts.length; i += 2) headers.set(parts[i], parts[i + 1]);
+  return headers;
+}
+
 export function editedHeaders(headers, remove, set) {
   const copy = new Headers(headers);
   if (remove) for (const name of remove.split("\n")) copy.delete(name);
-  const pairs = set ? set.split("\n") : [];
-  for (let i = 0; i + 1 < pairs.length; i += 2) copy.set(pairs[i], pairs[i + 1]);
-  return copy;
+  return setAll(copy, set);
+}
+
+export function respond(status, headers, body) {
+  return new Response(body ?? null, { status, headers: setAll(new Headers(), headers) });
 }
 
 export function fetchWithin(url, method, headers, body, redirect, ms) {
   const controller = new AbortController();
+  if (typeof headers === "string") headers = setAll(new Headers(), headers);
   const init = { method, headers, redirect, signal: controller.signal };
   if (body != null) init.body = body;
   let answered = false;
@@ -82,14 +91,23 @@ extern "C" {
         set: &str,
     ) -> Result<web_sys::Headers, JsValue>;
 
-    /// `fetch(url, {method, headers, body, redirect})` that resolves to the `Response`, or to
+    /// `new Response(body, {status, headers})`, the headers given as `name\nvalue\n...` text.
+    #[wasm_bindgen(catch)]
+    fn respond(
+        status: u16,
+        headers: &str,
+        body: Option<&str>,
+    ) -> Result<web_sys::Response, JsValue>;
+
+    /// `fetch(url, {method, headers, body, redirect})` (`headers`: a `Headers`, or
+    /// `name\nvalue\n...` text) that resolves to the `Response`, or to
     /// `null` when no response arrived within `ms` (the fetch is then aborted); rejects when
     /// the fetch fails. The timer covers the response head only, never the body stream.
     #[wasm_bindgen(js_name = fetchWithin, catch)]
     pub(super) fn fetch_within(
         url: &str,
         method: &str,
-        headers: &web_sys::Headers,
+        headers: &JsValue,
         body: &JsValue,
         redirect: &str,
         ms: u32,
@@ -115,21 +133,35 @@ pub(super) fn names_array(names: &[&str]) -> js_sys::Array {
     names.iter().map(|name| JsValue::from_str(name)).collect()
 }
 
+/// `(name, value)` pairs as the `name\nvalue\n...` text the helpers above take (names and values
+/// cannot contain a line break).
+pub(super) fn header_text_of<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut text = String::new();
+    for (name, value) in pairs {
+        for part in [name, value] {
+            text.push_str(part);
+            text.push('\n');
+        }
+    }
+    text
+}
+
+/// A new response with `status`, `headers` and `body`, made in one crossing.
+pub(super) fn response(
+    status: u16,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Result<web_sys::Response, JsValue> {
+    respond(status, &header_text_of(headers.iter().copied()), body)
+}
+
 /// A copy of `headers` with `edit` applied, in one crossing.
 pub(super) fn edited(
     headers: &web_sys::Headers,
     edit: &HeaderEdit,
 ) -> Result<web_sys::Headers, JsValue> {
     let remove = edit.remove.join("\n");
-    let mut set = String::new();
-    for (name, value) in &edit.set {
-        for part in [*name, value.as_str()] {
-            if !set.is_empty() {
-                set.push('\n');
-            }
-            set.push_str(part);
-        }
-    }
+    let set = header_text_of(edit.set.iter().map(|(name, value)| (*name, value.as_str())));
     edited_headers(headers, &remove, &set)
 }
 

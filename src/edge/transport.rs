@@ -260,19 +260,14 @@ impl Delivery {
     /// One POST of the envelope (`gzipped`: the compressed body to send instead).
     async fn post(&self, gzipped: Option<&[u8]>) -> Result<Answer, SendFailure> {
         let local = |what: &str, e: &JsValue| SendFailure::Local(js_message(what, e));
-        let headers = web_sys::Headers::new().map_err(|e| local("Headers", &e))?;
-        let mut pairs = vec![
+        let mut headers = vec![
             ("content-type", envelope::CONTENT_TYPE),
             ("x-sentry-auth", self.auth.as_str()),
         ];
         if gzipped.is_some() {
-            pairs.push(("content-encoding", "gzip"));
+            headers.push(("content-encoding", "gzip"));
         }
-        for (name, value) in pairs {
-            headers
-                .set(name, value)
-                .map_err(|e| local("Headers.set", &e))?;
-        }
+        let headers = JsValue::from(super::js::header_text_of(headers));
         let body = js_sys::Uint8Array::from(gzipped.unwrap_or(&self.body));
         let sent = super::js::fetch_within(
             &self.url,
