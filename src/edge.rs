@@ -241,6 +241,7 @@ fn report_config_errors(req: &web_sys::Request, config: &Config, ctx: &Context) 
 }
 
 /// A request edgeguard could not serve, with what the origin said if it said anything.
+#[derive(Clone)]
 struct Failed {
     failure: Failure,
     origin: Option<OriginFailure>,
@@ -249,6 +250,7 @@ struct Failed {
 }
 
 /// The parts of a failing origin response that outlive it: for the event and the page.
+#[derive(Clone)]
 struct OriginFailure {
     headers: Vec<(String, String)>,
     body_size: Option<u64>,
@@ -614,13 +616,41 @@ fn report_event(
     ) {
         return None;
     }
-    catch_unwind(AssertUnwindSafe(|| {
-        build_and_send(dsn, ctx, config, failed, visitor, with_request)
-    }))
-    .unwrap_or_else(|_| {
-        count_reporter_failure("panicked while building an event; not sent");
-        None
-    })
+    let mut random = [0u8; 16];
+    if let Err(error) = getrandom::fill(&mut random) {
+        count_reporter_failure(&format!(
+            "no randomness for an event id ({error}); not sent"
+        ));
+        return None;
+    }
+    let job = EventJob {
+        id: EventId::from_random(random),
+        timestamp_ms: js_sys::Date::now(),
+        dsn: dsn.clone(),
+        config: CONFIG
+            .with(|cell| cell.get().cloned())
+            .unwrap_or_else(|| Rc::new(config.clone())),
+        failed: failed.clone(),
+        // The JS reference, not `Request.clone()` (which would tee the body).
+        req: Clone::clone(visitor.req),
+        headers: visitor.headers.clone(),
+        with_request,
+    };
+    let id = job.id;
+    // The event is built and sent on the runtime's next turn, once the page has gone out:
+    // building and starting the POST before that made every failure answer later. Building is
+    // guarded: a panic in the reporter is logged and counted, never an event of its own.
+    ctx.wait_until(async move {
+        js::next_turn().await;
+        let built = catch_unwind(AssertUnwindSafe(|| job.build())).unwrap_or_else(|_| {
+            count_reporter_failure("panicked while building an event; not sent");
+            None
+        });
+        if let Some(delivery) = built {
+            delivery.send().await;
+        }
+    });
+    Some(id)
 }
 
 /// The page's language for the visitor's `Accept-Language` (English when nothing fits).
@@ -756,53 +786,59 @@ async fn accept_feedback(
     Ok(())
 }
 
-fn build_and_send(
-    dsn: &Dsn,
-    ctx: &Context,
-    config: &Config,
-    failed: &Failed,
-    visitor: &Visitor<'_>,
+/// Everything an event is built from, owned, so the build can wait until after the response.
+struct EventJob {
+    id: EventId,
+    /// When the failure was answered (the event's timestamp), not when it is built.
+    timestamp_ms: f64,
+    dsn: Dsn,
+    config: Rc<Config>,
+    failed: Failed,
+    req: web_sys::Request,
+    headers: Vec<(String, String)>,
     with_request: bool,
-) -> Option<EventId> {
-    let mut random = [0u8; 16];
-    if let Err(error) = getrandom::fill(&mut random) {
-        count_reporter_failure(&format!(
-            "no randomness for an event id ({error}); not sent"
-        ));
-        return None;
+}
+
+impl EventJob {
+    /// The envelope, ready to send; `None` if the request URL cannot be read back.
+    fn build(&self) -> Option<Delivery> {
+        let (id, failed) = (self.id, &self.failed);
+        let url = self.req.url();
+        let parts = UrlParts::split(&url)?;
+        let colo = cf_string(&self.req, "colo");
+        let method = self.req.method();
+        let request = RequestInfo {
+            method: &method,
+            url: parts,
+            headers: &self.headers,
+        };
+        let response = failed.origin.as_ref().map(|origin| ResponseInfo {
+            status: failed.failure.status(),
+            headers: &origin.headers,
+            body_size: origin.body_size,
+        });
+        let event = event::build(&EventInput {
+            id,
+            timestamp_ms: self.timestamp_ms,
+            failure: &failed.failure,
+            request: self.with_request.then_some(&request),
+            response: response.as_ref(),
+            ray_id: find_header(&self.headers, "cf-ray"),
+            server_name: colo.as_deref().unwrap_or_else(|| parts.hostname()),
+            colo: colo.as_deref(),
+            origin_call: failed.call.as_ref(),
+            config: &self.config,
+        });
+        let body = envelope::event_envelope(id, js_sys::Date::now(), &event);
+        let mechanism = failed.failure.mechanism();
+        Some(Delivery::new(
+            &self.dsn,
+            body,
+            id,
+            mechanism,
+            CATEGORY_ERROR,
+        ))
     }
-    let id = EventId::from_random(random);
-    let now = js_sys::Date::now();
-    let url = visitor.req.url();
-    let parts = UrlParts::split(&url)?;
-    let colo = cf_string(visitor.req, "colo");
-    let method = visitor.req.method();
-    let request = RequestInfo {
-        method: &method,
-        url: parts,
-        headers: &visitor.headers,
-    };
-    let response = failed.origin.as_ref().map(|origin| ResponseInfo {
-        status: failed.failure.status(),
-        headers: &origin.headers,
-        body_size: origin.body_size,
-    });
-    let event = event::build(&EventInput {
-        id,
-        timestamp_ms: now,
-        failure: &failed.failure,
-        request: with_request.then_some(&request),
-        response: response.as_ref(),
-        ray_id: visitor.header("cf-ray"),
-        server_name: colo.as_deref().unwrap_or_else(|| parts.hostname()),
-        colo: colo.as_deref(),
-        origin_call: failed.call.as_ref(),
-        config,
-    });
-    let body = envelope::event_envelope(id, now, &event);
-    let delivery = Delivery::new(dsn, body, id, failed.failure.mechanism(), CATEGORY_ERROR);
-    ctx.wait_until(delivery.send());
-    Some(id)
 }
 
 /// Logs a failure of the reporter itself with the running count for this isolate.

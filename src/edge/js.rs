@@ -41,6 +41,12 @@ export function respond(status, headers, body) {
   return new Response(body ?? null, { status, headers: setAll(new Headers(), headers) });
 }
 
+export function nextTurn() {
+  return globalThis.scheduler?.wait
+    ? scheduler.wait(0)
+    : new Promise((resolve) => setTimeout(resolve, 0));
+}
+
 export function fetchWithin(url, method, headers, body, redirect, ms) {
   const controller = new AbortController();
   if (typeof headers === "string") headers = setAll(new Headers(), headers);
@@ -99,6 +105,11 @@ extern "C" {
         body: Option<&str>,
     ) -> Result<web_sys::Response, JsValue>;
 
+    /// A promise that resolves on the runtime's next turn of its event loop: after a response
+    /// handed back in this turn has been written.
+    #[wasm_bindgen(js_name = nextTurn)]
+    fn next_turn_promise() -> js_sys::Promise;
+
     /// `fetch(url, {method, headers, body, redirect})` (`headers`: a `Headers`, or
     /// `name\nvalue\n...` text) that resolves to the `Response`, or to
     /// `null` when no response arrived within `ms` (the fetch is then aborted); rejects when
@@ -131,6 +142,11 @@ pub(super) fn some_header_pairs(
 /// `names` as a JS array, to keep in a `thread_local` and pass on every request.
 pub(super) fn names_array(names: &[&str]) -> js_sys::Array {
     names.iter().map(|name| JsValue::from_str(name)).collect()
+}
+
+/// Waits for the runtime's next turn (see `nextTurn`); never fails.
+pub(super) async fn next_turn() {
+    let _ = js_sys::futures::JsFuture::from(next_turn_promise()).await;
 }
 
 /// `(name, value)` pairs as the `name\nvalue\n...` text the helpers above take (names and values
