@@ -474,6 +474,32 @@ def render(targets: list[Target], runs: dict[tuple[str, str], Run], cold: dict[s
 # ------------------------------------------------------------------------------------------------
 
 
+def profile(targets: list[Target], procs: "Procs", workerd: Path, state: Path,
+            args: argparse.Namespace, lua: Path) -> None:
+    """Restarts each edgeguard build with the V8 inspector on and samples it under load."""
+    node = shutil.which("node") or "node"
+    script = ROOT / "benches" / "cpu-profile.mjs"
+    for t in targets:
+        if t.is_origin or not t.modules[0].name.endswith("index.js"):
+            continue
+        assert t.proc is not None and t.dir is not None
+        procs.stop(t.proc)
+        inspector = args.port_base + 40
+        t.proc = procs.start([str(workerd), "serve", str(t.dir / "config.capnp"),
+                              f"--inspector-addr=127.0.0.1:{inspector}"],
+                             state / f"workerd-{t.slug}-profile.log", cwd=t.dir)
+        wait_200(t.port, t.proc)
+        for scen, path, _ in SCENARIOS:
+            out = state / f"{t.slug}-{scen}.cpuprofile"
+            sampler = subprocess.Popen([node, str(script), str(inspector), str(args.profile), str(out)],
+                                       stdout=subprocess.PIPE, text=True)
+            time.sleep(0.3)
+            wrk(t.port, path, args, lua, max(args.profile - 1, 1))
+            report, _ = sampler.communicate(timeout=args.profile + 30)
+            print(f"\n### CPU profile: {t.name} {path}\n```\n{report.strip()}\n```")
+        sink_settled(state)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=int, default=8, help="seconds of load per cell per round")
@@ -494,6 +520,9 @@ def main() -> int:
                     help="also run another edgeguard build (DIR with index.js + index_bg.wasm)")
     ap.add_argument("--variant-no-report", action="store_true",
                     help="the variants do not report (experiments: a proxy-only floor); only their 200s are checked")
+    ap.add_argument("--profile", type=int, default=0, metavar="SECONDS",
+                    help="after the table, sample V8's CPU profiler in edgeguard's workerd for SECONDS "
+                         "per scenario under load and print where the time goes")
     args = ap.parse_args()
 
     workerd = Path(os.environ.get("WORKERD_BIN", ROOT / "tools/node_modules/@cloudflare/workerd-linux-64/bin/workerd"))
@@ -637,6 +666,8 @@ def main() -> int:
         print(table)
         if args.out:
             args.out.write_text(table + "\n")
+        if args.profile:
+            profile(targets, procs, workerd, state, args, lua)
         if args.state is None:
             shutil.rmtree(state, ignore_errors=True)
         return 0
