@@ -66,8 +66,8 @@ thread_local! {
     /// randomness was available: feedback is then off).
     static FEEDBACK_KEY: OnceCell<Option<TokenKey>> = const { OnceCell::new() };
     /// The header names the request and response edits read, as JS arrays made once.
-    static REQUEST_EDIT_READS: js_sys::Array = js::names_array(&forward::REQUEST_EDIT_READS);
-    static RESPONSE_EDIT_READS: js_sys::Array = js::names_array(&forward::RESPONSE_EDIT_READS);
+    static REQUEST_EDIT_READS: js_sys::Array = js::names_array(forward::request_edit_reads());
+    static RESPONSE_EDIT_READS: js_sys::Array = js::names_array(forward::response_edit_reads());
     /// At most 10 feedback submissions at once, 30 a minute, per isolate.
     static FEEDBACK_RATE: RefCell<RateLimit> = RefCell::new(RateLimit::new(10, 30));
 }

@@ -140,8 +140,8 @@ pub(super) fn some_header_pairs(
 }
 
 /// `names` as a JS array, to keep in a `thread_local` and pass on every request.
-pub(super) fn names_array(names: &[&str]) -> js_sys::Array {
-    names.iter().map(|name| JsValue::from_str(name)).collect()
+pub(super) fn names_array<'a>(names: impl Iterator<Item = &'a str>) -> js_sys::Array {
+    names.map(JsValue::from_str).collect()
 }
 
 /// Waits for the runtime's next turn (see `nextTurn`); never fails.
