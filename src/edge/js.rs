@@ -6,7 +6,6 @@
 //! for how long is still decided in Rust.
 
 use wasm_bindgen::prelude::*;
-use worker::web_sys;
 
 #[wasm_bindgen(inline_js = r#"
 export function headerText(headers) {
