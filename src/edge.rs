@@ -326,11 +326,14 @@ async fn proxy(
     })
 }
 
-/// `DEBUG_PANIC_PATH` / `DEBUG_ERROR_PATH`: fire inside the handler, on the request path, as a
-/// bug of ours would. Both unset (the default) costs two `None` comparisons.
+/// `DEBUG_PANIC_PATH` / `DEBUG_ERROR_PATH` / `DEBUG_TRAP_PATH`: fire inside the handler, on the
+/// request path, as a bug of ours would. All unset (the default) costs three `None` comparisons.
 fn debug_triggers(path: &str, config: &Config) -> Result<(), Failed> {
     if config.debug_panic_path.as_deref() == Some(path) {
         debug_panic();
+    }
+    if config.debug_trap_path.as_deref() == Some(path) {
+        runtime::trap();
     }
     if config.debug_error_path.as_deref() == Some(path) {
         return Err(debug_error());

@@ -118,17 +118,29 @@ where
     future_to_promise(AssertUnwindSafe(async move { Ok(handler.await.into()) }))
 }
 
-/// Runs once per instance: a hard abort (a trap `catch_unwind` cannot stop: stack overflow,
-/// out of memory, `unreachable`) poisons the instance, so the next call into it builds a fresh
-/// one from the same module instead of failing forever. Panics are also logged to the console
-/// (the default hook writes to a stderr no one reads); `edge::install_panic_hook` chains to
-/// this hook.
+/// Runs once per instance. Arms [`on_abort`], and logs panics to the console (the default hook
+/// writes to a stderr no one reads); `edge::install_panic_hook` chains to this hook.
 #[wasm_bindgen(start)]
 fn start() {
-    wasm_bindgen::handler::set_on_abort(wasm_bindgen::handler::schedule_reinit);
+    wasm_bindgen::handler::set_on_abort(on_abort);
     std::panic::set_hook(Box::new(|info| {
         console_error_str(&format!("edgeguard: Rust panic: {info}"));
     }));
+}
+
+/// Called by wasm-bindgen's glue when the instance hard-aborts (a trap `catch_unwind` cannot
+/// stop: stack overflow, out of memory, `unreachable`). The instance is poisoned: the next call
+/// into it builds a fresh one from the same module instead of failing forever. Only
+/// wasm-bindgen's own intrinsics work here: any other import call from the dead instance traps
+/// again (so `src/entry.js` notices the trap itself, from the runtime's `error` event).
+fn on_abort() {
+    wasm_bindgen::handler::schedule_reinit();
+}
+
+/// `DEBUG_TRAP_PATH`: a trap of the wasm instance (`unreachable`), what no `catch_unwind` stops,
+/// as a stack overflow or running out of memory would end it.
+pub fn trap() -> ! {
+    core::arch::wasm32::unreachable()
 }
 
 /// `console.log` with `format!` arguments.
