@@ -1,21 +1,51 @@
 #!/usr/bin/env bash
-# Builds the worker into build/index.js + build/index_bg.wasm (wrangler.toml's build command).
-# --panic-unwind: nightly Rust rebuilds std with panic=unwind, so edgeguard can catch a panic,
-# answer that request with its page and an event, and keep serving the requests in flight.
+# Builds the worker into build/index.js + build/index_bg.wasm (wrangler.toml's build command):
+# cargo (nightly, panic=unwind) -> wasm-bindgen (glue) -> esbuild (src/entry.js + glue, one
+# module) -> wasm-opt (size). Extra arguments go to cargo.
 set -euo pipefail
 # shellcheck source=scripts/env.sh
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$EDGEGUARD_ROOT"
-worker-build --release --panic-unwind "$@"
 
-# Size pass, run here rather than by worker-build (off in Cargo.toml): worker-build always adds
-# `--debuginfo`, which ships a names section (~16 KB gzip) to every edge. -Oz: smallest code; the
-# hot path is I/O-bound. The producers and target-features sections are metadata no runtime
-# reads. The feature list is worker-build's own: nothing newer than workerd supports, and
-# exception handling is what the panic=unwind build and wasm-bindgen's catch wrappers use.
-WASM_OPT="${WASM_OPT_BIN:-wasm-opt}"
-"$WASM_OPT" -Oz --strip-producers --strip-target-features \
+# 1. Rust -> wasm. panic=unwind: nightly Rust rebuilds std with panic=unwind, so edgeguard can
+#    catch a panic, answer that request with its page and an event, and keep serving the requests
+#    in flight. These are the flags `worker-build --panic-unwind` used (kept in RUSTFLAGS, so
+#    they apply to std too); any RUSTFLAGS of the caller's are kept.
+RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-Cpanic=unwind" \
+  cargo +nightly build --lib --release --target wasm32-unknown-unknown \
+  -Zbuild-std=std,panic_unwind "$@"
+
+# 2. The JS glue. --target module: an ES module that imports the wasm as a compiled module
+#    (`import source`) and instantiates it itself, at load, once per isolate; it also holds
+#    wasm-bindgen's reinit machinery (a fresh instance after a trap, see src/entry.js).
+stage="$(mktemp -d "${TMPDIR:-/tmp}/edgeguard-build.XXXXXX")"
+trap 'rm -rf "$stage"' EXIT
+"${WASM_BINDGEN_BIN:-wasm-bindgen}" target/wasm32-unknown-unknown/release/edgeguard.wasm \
+  --out-dir "$stage" --out-name index --target module --no-typescript
+# workerd's module loader gives a `.wasm` import as a WebAssembly.Module with a plain default
+# import; the source-phase syntax is not needed (nor supported) there.
+sed -i 's/^import source \([A-Za-z_$][A-Za-z0-9_$]*\) from /import \1 from /' "$stage/index.js"
+grep -q '^import [A-Za-z_$][A-Za-z0-9_$]* from "./index_bg.wasm";' "$stage/index.js" \
+  || { echo "build: wasm-bindgen's glue no longer imports ./index_bg.wasm as expected" >&2; exit 1; }
+
+# 3. One module: the entry and the glue (with its inline-JS snippets), minified. The wasm stays
+#    a separate file, imported by name.
+cp src/entry.js "$stage/entry.js"
+"${ESBUILD_BIN:-esbuild}" "$stage/entry.js" --bundle --format=esm --minify \
+  --external:./index_bg.wasm --log-level=warning --outfile="$stage/bundle.js"
+
+# 4. Size pass. -Oz: smallest code; the hot path is I/O-bound. No names section (no
+#    --debuginfo): it would ship ~16 KB gzip to every edge. The producers and target-features
+#    sections are metadata no runtime reads. The feature list is the one worker-build used:
+#    nothing newer than workerd supports, and exception handling is what the panic=unwind build
+#    and wasm-bindgen's catch wrappers use.
+"${WASM_OPT_BIN:-wasm-opt}" -Oz --strip-producers --strip-target-features \
   --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int \
   --enable-bulk-memory --enable-multivalue --enable-reference-types --enable-exception-handling \
-  build/index_bg.wasm -o build/index_bg.wasm.opt
-mv build/index_bg.wasm.opt build/index_bg.wasm
+  "$stage/index_bg.wasm" -o "$stage/index_bg.opt.wasm"
+
+# Replace build/ only when everything above worked, and leave nothing else in it.
+mkdir -p build
+rm -rf build/worker build/snippets build/package.json
+mv "$stage/bundle.js" build/index.js
+mv "$stage/index_bg.opt.wasm" build/index_bg.wasm

@@ -140,7 +140,7 @@ if port_open "$CLOSED_PORT"; then
 fi
 mkdir -p "$LOGS"
 
-# (a) Toolchain: Rust, worker-build, wasm-bindgen, Node 22 and wrangler (idempotent, fast when done).
+# (a) Toolchain: Rust (nightly too), wasm-bindgen, Node 22, esbuild and wrangler (idempotent, fast when done).
 [ -x "$ROOT/scripts/setup.sh" ] || die "scripts/setup.sh is missing or not executable"
 say "checking the toolchain (scripts/setup.sh)"
 "$ROOT/scripts/setup.sh" >&2

@@ -1,6 +1,5 @@
-# Sourced by the other scripts: puts the project's pinned tools first on PATH and tells
-# worker-build where they are, so it never tries to download them (GitHub is out of reach here;
-# on an ordinary machine, unset variables simply let worker-build fetch its own).
+# Sourced by the other scripts: puts the project's pinned tools first on PATH and names them for
+# scripts/build.sh (WASM_BINDGEN_BIN, WASM_OPT_BIN, ESBUILD_BIN) and the tests (WORKERD_BIN).
 EDGEGUARD_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export EDGEGUARD_ROOT
 _tools="$EDGEGUARD_ROOT/tools/node_modules"

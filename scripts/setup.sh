@@ -6,7 +6,6 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 say() { echo "setup: $*" >&2; }
 
-WORKER_BUILD_VERSION=0.8.7
 # Where `cargo install` puts binaries (and where scripts/env.sh looks for them).
 CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
 
@@ -16,8 +15,8 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
 fi
 
-# 1b. The nightly toolchain for `worker-build --panic-unwind` (it runs `cargo +nightly` with
-#     -Zbuild-std): rust-src and the wasm32 target. Components are added to the installed
+# 1b. The nightly toolchain for the panic=unwind build (scripts/build.sh runs `cargo +nightly`
+#     with -Zbuild-std): rust-src and the wasm32 target. Components are added to the installed
 #     nightly, never a newer one downloaded, so a working machine is not silently changed.
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then
   say "installing a nightly toolchain (for --panic-unwind)"
@@ -30,14 +29,8 @@ if ! rustup target list --toolchain nightly --installed | grep -qx wasm32-unknow
   rustup target add wasm32-unknown-unknown --toolchain nightly
 fi
 
-# 2. worker-build: the build command wrangler.toml runs.
-if [ "$("$CARGO_BIN/worker-build" --version 2>/dev/null || true)" != "$WORKER_BUILD_VERSION" ]; then
-  say "installing worker-build $WORKER_BUILD_VERSION (about 5 minutes, once)"
-  cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked
-fi
-
-# 3. wasm-bindgen-cli at exactly the version Cargo.lock pins (worker-build would download it
-#    from GitHub otherwise, which this machine cannot reach).
+# 2. wasm-bindgen-cli at exactly the version Cargo.lock pins: the glue it writes must match the
+#    wasm-bindgen crate the wasm was built with.
 WASM_BINDGEN_VERSION="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)"
 if [ -z "$WASM_BINDGEN_VERSION" ]; then
   say "cannot find wasm-bindgen's version in Cargo.lock"; exit 1
@@ -49,8 +42,8 @@ if ! "$CARGO_BIN/wasm-bindgen" --version 2>/dev/null | grep -qx "wasm-bindgen $W
     || cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
 fi
 
-# 4. JS-side tools, pinned in tools/package-lock.json: Node 22 (wrangler needs >= 22.12; the
-#    system has 20), wrangler, workerd, binaryen's wasm-opt (Debian's is too old), esbuild.
+# 3. JS-side tools, pinned in tools/package-lock.json: Node 22 (wrangler needs >= 22.12; the
+#    system has 20), wrangler, workerd, binaryen's wasm-opt (Debian's is too old), esbuild (bundles src/entry.js with the glue).
 stamp="tools/node_modules/.edgeguard-lock"
 if [ ! -f "$stamp" ] || ! cmp -s tools/package-lock.json "$stamp"; then
   say "installing the npm tools into tools/node_modules"
@@ -58,7 +51,7 @@ if [ ! -f "$stamp" ] || ! cmp -s tools/package-lock.json "$stamp"; then
   cp tools/package-lock.json "$stamp"
 fi
 
-# 5. Debian's Chromium for the browser tests (tests/e2e/browser.rs), and Korean fonts so the
+# 4. Debian's Chromium for the browser tests (tests/e2e/browser.rs), and Korean fonts so the
 #    Korean pages render as visitors see them, not as boxes.
 if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi "Noto Sans CJK"; then
   say "installing chromium and fonts-noto-cjk (apt)"

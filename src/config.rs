@@ -19,6 +19,7 @@ pub const ORIGIN_TIMEOUT_MS: &str = "ORIGIN_TIMEOUT_MS";
 pub const PASS_THROUGH_ON_EXCEPTION: &str = "PASS_THROUGH_ON_EXCEPTION";
 pub const DEBUG_PANIC_PATH: &str = "DEBUG_PANIC_PATH";
 pub const DEBUG_ERROR_PATH: &str = "DEBUG_ERROR_PATH";
+pub const DEBUG_TRAP_PATH: &str = "DEBUG_TRAP_PATH";
 pub const SENTRY_SAMPLE_RATE: &str = "SENTRY_SAMPLE_RATE";
 pub const SENTRY_MAX_EVENTS_PER_MINUTE: &str = "SENTRY_MAX_EVENTS_PER_MINUTE";
 pub const SENTRY_REQUEST_HEADERS: &str = "SENTRY_REQUEST_HEADERS";
@@ -68,10 +69,12 @@ pub struct Config {
     /// during an outage; failures to send are always logged.
     pub debug: bool,
     /// Test triggers, unset in production: a request to exactly this path panics inside the
-    /// handler (`DEBUG_PANIC_PATH`) or returns an internal error from deep in it
-    /// (`DEBUG_ERROR_PATH`), so the failure paths can be proven end to end.
+    /// handler (`DEBUG_PANIC_PATH`), returns an internal error from deep in it
+    /// (`DEBUG_ERROR_PATH`) or traps the wasm instance (`DEBUG_TRAP_PATH`), so the failure
+    /// paths can be proven end to end.
     pub debug_panic_path: Option<String>,
     pub debug_error_path: Option<String>,
+    pub debug_trap_path: Option<String>,
     /// `SENTRY_SAMPLE_RATE`: the share of events sent, 0.0 to 1.0 (default 1.0), decided before
     /// anything is built.
     pub sample_rate: f64,
@@ -301,6 +304,7 @@ impl Config {
         };
         let debug_panic_path = path(DEBUG_PANIC_PATH);
         let debug_error_path = path(DEBUG_ERROR_PATH);
+        let debug_trap_path = path(DEBUG_TRAP_PATH);
 
         let sample_rate = match get(SENTRY_SAMPLE_RATE) {
             None => 1.0,
@@ -380,6 +384,7 @@ impl Config {
             debug,
             debug_panic_path,
             debug_error_path,
+            debug_trap_path,
             sample_rate,
             max_events_per_minute,
             privacy,
@@ -563,8 +568,12 @@ mod tests {
         assert!(errors.is_empty());
         assert!(!config.pass_through_on_exception);
         assert_eq!(
-            (config.debug_panic_path, config.debug_error_path),
-            (None, None)
+            (
+                config.debug_panic_path,
+                config.debug_error_path,
+                config.debug_trap_path
+            ),
+            (None, None, None)
         );
 
         assert!(!config.debug);
@@ -573,12 +582,14 @@ mod tests {
             (SENTRY_DEBUG, "on"),
             (DEBUG_PANIC_PATH, "/__panic"),
             (DEBUG_ERROR_PATH, " /__error "),
+            (DEBUG_TRAP_PATH, "/__trap"),
         ]);
         assert!(errors.is_empty());
         assert!(config.pass_through_on_exception);
         assert!(config.debug);
         assert_eq!(config.debug_panic_path.as_deref(), Some("/__panic"));
         assert_eq!(config.debug_error_path.as_deref(), Some("/__error"));
+        assert_eq!(config.debug_trap_path.as_deref(), Some("/__trap"));
 
         let (config, errors) = parse(&[
             (PASS_THROUGH_ON_EXCEPTION, "maybe"),

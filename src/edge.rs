@@ -12,6 +12,7 @@
 //! - the reporter never reports itself: its own failures are logged and counted only.
 
 mod js;
+mod runtime;
 mod transport;
 
 use crate::config::{BuildInfo, Config, ConfigError, Origin};
@@ -33,6 +34,7 @@ use crate::url::UrlParts;
 use crate::{form, lang};
 use js::{header_pairs, some_header_pairs};
 use js_sys::futures::JsFuture;
+use runtime::{console_error, console_warn, Context, Delay, Env};
 use std::any::Any;
 use std::cell::{Cell, OnceCell, RefCell};
 use std::future::{poll_fn, Future};
@@ -42,9 +44,8 @@ use std::rc::Rc;
 use std::task::Poll;
 use std::time::Duration;
 use transport::Delivery;
+use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
-use worker::web_sys;
-use worker::{console_error, console_warn, event, Context, Delay, Env};
 
 /// The page's Content-Security-Policy: a static page with inline CSS and nothing else.
 const PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
@@ -72,28 +73,33 @@ thread_local! {
     static FEEDBACK_RATE: RefCell<RateLimit> = RefCell::new(RateLimit::new(10, 30));
 }
 
-/// Takes and returns the raw `web_sys` types: `worker::Request`'s conversion would read the
-/// method, URL, headers and `cf` across the JS boundary on every request, used or not.
+/// The runtime's `fetch` handler, called by `src/entry.js` with the runtime's own request, `env`
+/// and `ctx`. The promise always resolves to a response, never rejects: the runtime would turn a
+/// rejection into a bare 500.
 ///
-/// Panics are caught here. The worker is built with `worker-build --panic-unwind`, so a panic
-/// unwinds only the request that raised it: that request gets the 500 page and an event, and
-/// every other request in flight in the isolate carries on. The default `panic=abort` build
-/// would fail them all and reset the instance.
-#[event(fetch)]
-async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
+/// Panics are caught here. The worker is built with panic=unwind (`scripts/build.sh`), so a
+/// panic unwinds only the request that raised it: that request gets the 500 page and an event,
+/// and every other request in flight in the isolate carries on. A `panic=abort` build would
+/// fail them all and reset the instance.
+#[wasm_bindgen]
+pub fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> js_sys::Promise {
+    runtime::respond(handle(req, env, ctx))
+}
+
+async fn handle(req: web_sys::Request, env: Env, ctx: Context) -> web_sys::Response {
     install_panic_hook();
     let config = config(&env);
     let attempt = Attempt::default();
     let failed = match catch_panic(serve(&req, &config, &ctx, &attempt)).await {
-        Ok(response) => return Ok(response),
+        Ok(response) => return response,
         Err(panic) => Failed::from(panic),
     };
     // Answering the panic is guarded too: a second panic gets a bare 500, never a loop.
     let answer = catch_panic(answer_own_failure(&req, &config, &ctx, &attempt, failed)).await;
-    Ok(answer.unwrap_or_else(|_| {
+    answer.unwrap_or_else(|_| {
         count_reporter_failure("panicked while answering a panic; bare 500 sent");
         bare_response(500)
-    }))
+    })
 }
 
 /// Proxies one request; on any failure, reports it and answers with the page.
@@ -212,7 +218,7 @@ struct Attempt {
 fn config(env: &Env) -> Rc<Config> {
     CONFIG.with(|cell| {
         Rc::clone(cell.get_or_init(|| {
-            let lookup = |name: &str| env.var(name).ok().map(|v| v.to_string());
+            let lookup = |name: &str| env.var(name);
             let (config, errors) = Config::parse(lookup, BuildInfo::CURRENT);
             for error in &errors {
                 console_error!("edgeguard: config: {error}");
@@ -325,11 +331,14 @@ async fn proxy(
     })
 }
 
-/// `DEBUG_PANIC_PATH` / `DEBUG_ERROR_PATH`: fire inside the handler, on the request path, as a
-/// bug of ours would. Both unset (the default) costs two `None` comparisons.
+/// `DEBUG_PANIC_PATH` / `DEBUG_ERROR_PATH` / `DEBUG_TRAP_PATH`: fire inside the handler, on the
+/// request path, as a bug of ours would. All unset (the default) costs three `None` comparisons.
 fn debug_triggers(path: &str, config: &Config) -> Result<(), Failed> {
     if config.debug_panic_path.as_deref() == Some(path) {
         debug_panic();
+    }
+    if config.debug_trap_path.as_deref() == Some(path) {
+        runtime::trap();
     }
     if config.debug_error_path.as_deref() == Some(path) {
         return Err(debug_error());
@@ -669,7 +678,7 @@ fn token_key() -> Option<TokenKey> {
 fn init_token_key(env: &Env) {
     FEEDBACK_KEY.with(|cell| {
         cell.get_or_init(|| {
-            let secret = env.secret("FEEDBACK_SECRET").ok().map(|s| s.to_string());
+            let secret = env.secret("FEEDBACK_SECRET");
             if let Some(secret) = secret.filter(|s| !s.is_empty()) {
                 match TokenKey::from_secret(&secret) {
                     Ok(key) => return Some(key),
@@ -893,7 +902,7 @@ fn panic_failure(payload: &(dyn Any + Send)) -> Failure {
 }
 
 /// Records each panic's message and source location for `catch_panic`, then hands over to the
-/// hook that was there before (workers-rs logs the panic to the console).
+/// hook that was there before (`runtime`'s, which logs the panic to the console).
 fn install_panic_hook() {
     if PANIC_HOOK_INSTALLED.with(|installed| installed.replace(true)) {
         return;

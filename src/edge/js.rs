@@ -7,7 +7,6 @@
 
 use crate::forward::HeaderEdit;
 use wasm_bindgen::prelude::*;
-use worker::web_sys;
 
 #[wasm_bindgen(inline_js = r#"
 export function headerText(headers) {

@@ -3,6 +3,7 @@
 //! rate limits off every answer, and the client reports of what was dropped. Every decision is
 //! `delivery::Reporter`'s; this file only carries them out against the runtime.
 
+use super::runtime::{console_log, console_warn, Context, Delay};
 use super::{count_reporter_failure, js_message};
 use crate::delivery::{self, Discards, Reason, Reporter, CLIENT_REPORT_FLUSH_MS, MIN_GZIP_BYTES};
 use crate::dsn::Dsn;
@@ -13,8 +14,6 @@ use js_sys::futures::JsFuture;
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
 use wasm_bindgen::{JsCast, JsValue};
-use worker::web_sys;
-use worker::{console_log, console_warn, Context, Delay};
 
 /// One attempt at sending that has not finished by then is abandoned. With the one retry a
 /// network error earns, a send ends within 16 s, well inside the 30 s `wait_until` grants.

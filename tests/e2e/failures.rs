@@ -1,5 +1,6 @@
-//! edgeguard's own failures: a panic, an internal error, bad settings. Each still gives the
-//! visitor our page and the team an event, and none takes other requests down with it.
+//! edgeguard's own failures: a panic, an internal error, a trap of the wasm instance, bad
+//! settings. Each still gives the visitor an answer (our page and the team an event, where the
+//! instance survives), and none takes the isolate down with it.
 
 use std::thread;
 use std::time::Duration;
@@ -131,6 +132,70 @@ fn requests_in_flight_during_a_panic_complete_normally() {
     assert_eq!(after.status, 200, "{after:?}");
     assert_eq!(sink.wait_for_events(1, EVENT_WAIT).len(), 1);
     sink.assert_requests_stay(1, QUIET);
+    sink.assert_no_violations();
+}
+
+/// A trap (here `unreachable`; in life a stack overflow or out of memory) is what no
+/// `catch_unwind` stops: the wasm instance is dead, and every request on it with it. Each of
+/// those requests still gets an answer (a plain 500, not the runtime's hang), and the next
+/// request is served by a fresh instance, panic handling and all, as often as it happens.
+#[test]
+fn a_trap_costs_the_requests_on_that_instance_not_the_isolate() {
+    let origin = Origin::start();
+    let sink = Sink::start(SinkMode::Accept);
+    let worker = Worker::start(&[
+        ("ORIGIN_URL", &origin.url()),
+        ("SENTRY_DSN", &sink.dsn()),
+        ("DEBUG_TRAP_PATH", "/__trap"),
+        ("DEBUG_PANIC_PATH", "/__panic"),
+    ]);
+    let port = worker.port();
+    assert_eq!(worker.get("/ok").status, 200);
+
+    // One request in flight on the instance, awaiting the origin's headers, when it traps.
+    let slow = thread::spawn(move || {
+        Request::get("/delay/3000")
+            .timeout(Duration::from_secs(20))
+            .send(port)
+    });
+    let seen = origin.wait_for_requests(2, Duration::from_secs(10));
+    assert_eq!(
+        seen.len(),
+        2,
+        "the slow request reached the origin: {seen:?}"
+    );
+
+    for round in 0..2 {
+        let trapped = worker.get("/__trap");
+        assert_eq!(trapped.status, 500, "round {round}: {trapped:?}");
+        assert!(trapped.body.is_empty(), "a plain 500: {trapped:?}");
+        assert_eq!(trapped.header("x-sentry-id"), None, "{trapped:?}");
+
+        // The fresh instance serves, and still catches panics with the page and an event.
+        let next = worker.get("/ok");
+        assert_eq!(
+            next.status,
+            200,
+            "round {round}: {next:?}\n{}",
+            worker.logs()
+        );
+        assert_eq!(next.body, ok_body());
+        page_500_with_id(&worker.get("/__panic"));
+    }
+    let in_flight = slow.join().expect("request thread");
+    assert_eq!(in_flight.status, 500, "answered, not hung: {in_flight:?}");
+    let logs = worker.logs();
+    assert_eq!(
+        logs.matches("edgeguard: the wasm instance failed").count(),
+        3,
+        "the two traps and the request in flight: {logs}"
+    );
+    assert_eq!(
+        sink.wait_for_events(2, EVENT_WAIT).len(),
+        2,
+        "the two panics"
+    );
+    sink.assert_requests_stay(2, QUIET);
     sink.assert_no_violations();
 }
 
