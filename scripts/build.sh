@@ -10,16 +10,16 @@ cd "$EDGEGUARD_ROOT"
 # 1. Rust -> wasm. panic=unwind: nightly Rust rebuilds std with panic=unwind, so edgeguard can
 #    catch a panic, answer that request with its page and an event, and keep serving the requests
 #    in flight. These are the flags `worker-build --panic-unwind` used (kept in RUSTFLAGS, so
-#    they apply to std too); any RUSTFLAGS of the caller's are kept. Two more nightly options,
-#    since std is rebuilt anyway, for size (measured on the wasm, gzip -9):
-#    - optimize_for_size: std's own smaller implementations (sorting, formatting): -1.6 KB;
-#    - -Zfmt-debug=none: `{:?}` prints nothing: -3.8 KB. edgeguard formats nothing with Debug
-#      outside tests (host-only); what is lost is the Debug part of a panic message raised
-#      inside std or a dependency, e.g. the value in "called `Result::unwrap()` on an `Err`
-#      value: ...". Such a panic is still caught, paged and reported, with its location.
+#    they apply to std too); any RUSTFLAGS of the caller's are kept. One more nightly option,
+#    since std is rebuilt anyway: -Zfmt-debug=none, `{:?}` prints nothing (-3.8 KB gzip of
+#    wasm, no CPU change measured). edgeguard formats nothing with Debug outside tests
+#    (host-only); what is lost is the Debug part of a panic message raised inside std or a
+#    dependency, e.g. the value in "called `Result::unwrap()` on an `Err` value: ...". Such a
+#    panic is still caught, paged and reported, with its location. (std's optimize_for_size
+#    feature was tried and left out: -1.6 KB gzip, but +12% CPU per proxied request.)
 RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-Cpanic=unwind -Zfmt-debug=none" \
   cargo +nightly build --lib --release --target wasm32-unknown-unknown \
-  -Zbuild-std=std,panic_unwind -Zbuild-std-features=optimize_for_size "$@"
+  -Zbuild-std=std,panic_unwind "$@"
 
 stage="$(mktemp -d "${TMPDIR:-/tmp}/edgeguard-build.XXXXXX")"
 trap 'rm -rf "$stage"' EXIT
