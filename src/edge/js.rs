@@ -40,6 +40,13 @@ export function respond(status, headers, body) {
   return new Response(body ?? null, { status, headers: setAll(new Headers(), headers) });
 }
 
+export function whenSettled(promise, key, callback) {
+  return promise.then(
+    (value) => callback(key, value, true),
+    (error) => callback(key, error, false),
+  );
+}
+
 export function nextTurn() {
   return globalThis.scheduler?.wait
     ? scheduler.wait(0)
@@ -104,6 +111,15 @@ extern "C" {
         body: Option<&str>,
     ) -> Result<web_sys::Response, JsValue>;
 
+    /// `promise.then(v => callback(key, v, true), e => callback(key, e, false))`: the promise
+    /// the runtime awaits for a request in flight, continued by a callback made once.
+    #[wasm_bindgen(js_name = whenSettled)]
+    fn when_settled_promise(
+        promise: &js_sys::Promise,
+        key: u32,
+        callback: &js_sys::Function,
+    ) -> js_sys::Promise;
+
     /// A promise that resolves on the runtime's next turn of its event loop: after a response
     /// handed back in this turn has been written.
     #[wasm_bindgen(js_name = nextTurn)]
@@ -141,6 +157,16 @@ pub(super) fn some_header_pairs(
 /// `names` as a JS array, to keep in a `thread_local` and pass on every request.
 pub(super) fn names_array<'a>(names: impl Iterator<Item = &'a str>) -> js_sys::Array {
     names.map(JsValue::from_str).collect()
+}
+
+/// `promise` continued by `callback(key, value, fulfilled)`, whose return value (a response
+/// or a promise of one) the resulting promise resolves to.
+pub(super) fn when_settled(
+    promise: &js_sys::Promise,
+    key: u32,
+    callback: &Closure<dyn Fn(u32, JsValue, bool) -> JsValue>,
+) -> js_sys::Promise {
+    when_settled_promise(promise, key, callback.as_ref().unchecked_ref())
 }
 
 /// Waits for the runtime's next turn (see `nextTurn`); never fails.
