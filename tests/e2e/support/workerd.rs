@@ -90,10 +90,9 @@ fn module_files(build: &Path) -> Vec<PathBuf> {
             let entry = entry.unwrap();
             let rel = rel.join(entry.file_name());
             if entry.file_type().unwrap().is_dir() {
-                // `worker/shim.mjs` only re-exports `../index.js` (worker-build
-                // keeps it for old configs); dot-dirs are not build output.
+                // Dot-dirs are not build output.
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if !name.starts_with('.') && rel != Path::new("worker") {
+                if !name.starts_with('.') {
                     stack.push(rel);
                 }
             } else if is_module(&rel) && rel != Path::new("index.js") {
