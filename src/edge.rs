@@ -795,7 +795,8 @@ fn report_event(
     // building and starting the POST before that made every failure answer later. Building is
     // guarded: a panic in the reporter is logged and counted, never an event of its own.
     ctx.wait_until(async move {
-        js::next_turn().await;
+        // The runtime's next turn: after the page handed back in this one has been written.
+        Delay::from(Duration::ZERO).await;
         let built = catch_unwind(AssertUnwindSafe(|| job.build())).unwrap_or_else(|_| {
             count_reporter_failure("panicked while building an event; not sent");
             None

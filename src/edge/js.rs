@@ -47,10 +47,12 @@ export function whenSettled(promise, key, callback) {
   );
 }
 
-export function nextTurn() {
+// scheduler.wait is the runtime's own timer: about a quarter of setTimeout's cost per request
+// (measured on workerd), and nothing to clear.
+export function sleep(ms) {
   return globalThis.scheduler?.wait
-    ? scheduler.wait(0)
-    : new Promise((resolve) => setTimeout(resolve, 0));
+    ? scheduler.wait(ms)
+    : new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 export function fetchWithin(url, method, headers, body, redirect, ms) {
@@ -69,13 +71,9 @@ export function fetchWithin(url, method, headers, body, redirect, ms) {
       throw error;
     },
   );
-  // scheduler.wait is the runtime's own timer: about a quarter of setTimeout's cost per request
-  // (measured on workerd), and nothing to clear. Once the response head is in, it aborts
-  // nothing: the body may stream for as long as it takes.
-  const wait = globalThis.scheduler?.wait
-    ? scheduler.wait(ms)
-    : new Promise((resolve) => setTimeout(resolve, ms));
-  const late = wait.then(() => {
+  // Once the response head is in, the timer aborts nothing: the body may stream for as long as
+  // it takes.
+  const late = sleep(ms).then(() => {
     if (!answered) controller.abort();
     return null;
   });
@@ -120,10 +118,9 @@ extern "C" {
         callback: &js_sys::Function,
     ) -> js_sys::Promise;
 
-    /// A promise that resolves on the runtime's next turn of its event loop: after a response
-    /// handed back in this turn has been written.
-    #[wasm_bindgen(js_name = nextTurn)]
-    fn next_turn_promise() -> js_sys::Promise;
+    /// Resolves after `ms` on the runtime's timer (`sleep(0)`: on its next turn, after a
+    /// response handed back in this turn has been written).
+    pub(super) fn sleep(ms: u32) -> js_sys::Promise;
 
     /// `fetch(url, {method, headers, body, redirect})` (`headers`: a `Headers`, or
     /// `name\nvalue\n...` text) that resolves to the `Response`, or to
@@ -167,11 +164,6 @@ pub(super) fn when_settled(
     callback: &Closure<dyn Fn(u32, JsValue, bool) -> JsValue>,
 ) -> js_sys::Promise {
     when_settled_promise(promise, key, callback.as_ref().unchecked_ref())
-}
-
-/// Waits for the runtime's next turn (see `nextTurn`); never fails.
-pub(super) async fn next_turn() {
-    let _ = js_sys::futures::JsFuture::from(next_turn_promise()).await;
 }
 
 /// `(name, value)` pairs as the `name\nvalue\n...` text the helpers above take (names and values

@@ -23,13 +23,6 @@ export function passThrough(ctx) {
   ctx.passThroughOnException();
   passing.add(ctx);
 }
-
-// scheduler.wait is the runtime's own timer (cheaper than setTimeout, nothing to clear).
-export function sleep(ms) {
-  return globalThis.scheduler?.wait
-    ? scheduler.wait(ms)
-    : new Promise((resolve) => setTimeout(resolve, ms));
-}
 "#)]
 extern "C" {
     /// The handler's `env`: vars and secrets, as the runtime binds them.
@@ -43,8 +36,6 @@ extern "C" {
 
     #[wasm_bindgen(js_name = passThrough, catch)]
     fn pass_through(ctx: &Context) -> Result<(), JsValue>;
-
-    fn sleep(ms: u32) -> js_sys::Promise;
 }
 
 #[wasm_bindgen]
@@ -96,7 +87,7 @@ pub struct Delay(JsFuture);
 impl From<Duration> for Delay {
     fn from(duration: Duration) -> Self {
         let ms = u32::try_from(duration.as_millis()).unwrap_or(u32::MAX);
-        Delay(JsFuture::from(sleep(ms)))
+        Delay(JsFuture::from(super::js::sleep(ms)))
     }
 }
 
