@@ -299,17 +299,6 @@ impl Reporter {
         self.flush_scheduled = false;
         self.take()
     }
-
-    /// Reads Sentry's answer to an envelope. Returns whether it set a rate limit.
-    pub fn observe(
-        &mut self,
-        now_ms: f64,
-        status: u16,
-        rate_limits: Option<&str>,
-        retry_after: Option<&str>,
-    ) -> bool {
-        self.limits.update(now_ms, status, rate_limits, retry_after)
-    }
 }
 
 #[cfg(test)]
@@ -396,7 +385,7 @@ mod tests {
             r.admit(NOW, CATEGORY_ERROR, true, Some("k")),
             Err(Reason::Backpressure)
         );
-        r.observe(NOW, 429, Some("2:error:key"), None);
+        r.limits.update(NOW, 429, Some("2:error:key"), None);
         assert_eq!(
             r.admit(NOW + 1000.0, CATEGORY_ERROR, true, Some("other")),
             Err(Reason::RatelimitBackoff)

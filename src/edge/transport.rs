@@ -205,7 +205,7 @@ impl Delivery {
             }
         };
         let limited = with_reporter(|r| {
-            r.observe(
+            r.limits.update(
                 js_sys::Date::now(),
                 answer.status,
                 answer.rate_limits.as_deref(),
