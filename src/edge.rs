@@ -51,6 +51,15 @@ use wasm_bindgen::{JsCast, JsValue};
 const PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
                         base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
+/// The headers every page carries, besides its content type, `X-Sentry-ID` and `Retry-After`.
+const PAGE_HEADER_PAIRS: [(&str, &str); 5] = [
+    ("cache-control", "no-store"),
+    ("x-content-type-options", "nosniff"),
+    ("content-security-policy", PAGE_CSP),
+    ("referrer-policy", "no-referrer"),
+    ("vary", "Accept, Accept-Language"),
+];
+
 thread_local! {
     /// Settings are validated once per isolate, so each bad value is logged once, not per request.
     static CONFIG: OnceCell<Rc<Config>> = const { OnceCell::new() };
@@ -73,6 +82,8 @@ thread_local! {
     static IN_FLIGHT: RefCell<Slab<InFlight>> = const { RefCell::new(Slab::new()) };
     /// `on_settled` as a JS function, made once per instance (not a closure per request).
     static ON_SETTLED: Closure<dyn Fn(u32, JsValue, bool) -> JsValue> = Closure::new(on_settled);
+    /// The headers every page carries, made once per instance and copied into each page.
+    static PAGE_HEADERS: Result<web_sys::Headers, JsValue> = js::headers(&PAGE_HEADER_PAIRS);
     /// At most 10 feedback submissions at once, 30 a minute, per isolate.
     static FEEDBACK_RATE: RefCell<RateLimit> = RefCell::new(RateLimit::new(10, 30));
 }
@@ -559,7 +570,7 @@ fn origin_answered(
             .map(web_sys::Response::status),
     }));
     match answer {
-        // `null`: no answer within the origin timeout (the fetch was aborted).
+        // `null`: no answer within the origin timeout (the fetch is left to the runtime to cancel).
         Ok(value) if value.is_null() => Err(Failure::OriginTimeout {
             after_ms: config.origin_timeout_ms,
         }
@@ -1077,6 +1088,8 @@ fn install_panic_hook() {
     }));
 }
 
+/// A page (or its JSON) as a response: the shared page headers, its content type, the event
+/// id to quote and the origin's `Retry-After` (a 503's).
 fn page_response(
     status: u16,
     content_type: &str,
@@ -1084,21 +1097,18 @@ fn page_response(
     event_id: Option<&str>,
     retry_after: Option<&str>,
 ) -> Result<web_sys::Response, String> {
-    let mut headers = vec![
-        ("content-type", content_type),
-        ("cache-control", "no-store"),
-        ("x-content-type-options", "nosniff"),
-        ("content-security-policy", PAGE_CSP),
-        ("referrer-policy", "no-referrer"),
-        ("vary", "Accept, Accept-Language"),
-    ];
+    let mut extra = vec![("content-type", content_type)];
     if let Some(id) = event_id {
-        headers.push(("x-sentry-id", id));
+        extra.push(("x-sentry-id", id));
     }
     if let Some(seconds) = retry_after {
-        headers.push(("retry-after", seconds));
+        extra.push(("retry-after", seconds));
     }
-    js::response(status, &headers, body).map_err(|e| js_message("Response", &e))
+    PAGE_HEADERS.with(|base| match base {
+        Ok(base) => js::response(status, base, &extra, body.map(str::as_bytes))
+            .map_err(|e| js_message("Response", &e)),
+        Err(e) => Err(js_message("Headers", e)),
+    })
 }
 
 /// The last resort when even the page cannot be built: a bare status, still not an `Err`.

@@ -53,10 +53,15 @@ pub fn request_edit_reads() -> impl Iterator<Item = &'static str> {
     HOP_BY_HOP.iter().chain(&REQUEST_EDIT_ALSO_READS).copied()
 }
 
-/// Every header [`response_edit`] looks at: the hop-by-hop names (the ones `Connection` lists
-/// need no reading: deleting an absent header changes nothing).
+/// The headers [`response_edit`] must see for the visitor to get the same response as from all
+/// of them: `Connection` (for the names it lists) and the hop-by-hop names the runtime keeps.
+/// The ones it drops itself need no reading: deleting them changes nothing the visitor sees
+/// (tested below). Four reads instead of nine on every proxied response.
 pub fn response_edit_reads() -> impl Iterator<Item = &'static str> {
-    HOP_BY_HOP.iter().copied()
+    HOP_BY_HOP
+        .iter()
+        .copied()
+        .filter(|name| *name == "connection" || !DROPPED_BY_RUNTIME.contains(name))
 }
 
 /// Hop-by-hop names the runtime removes by itself when it writes a response to the visitor
@@ -533,9 +538,44 @@ mod tests {
             ("set-cookie", "a=1"),
             ("content-type", "text/html"),
         ]);
+        // The runtime drops some names itself: what must agree is what the visitor receives.
+        let visible = |edit: HeaderEdit| {
+            let mut kept = edit.remove.clone();
+            kept.retain(|name| !DROPPED_BY_RUNTIME.contains(&name.as_str()));
+            (edit.changes_response(), kept, edit.set)
+        };
+        let responses = [
+            response,
+            h(&[
+                ("connection", "keep-alive"),
+                ("keep-alive", "timeout=5"),
+                ("transfer-encoding", "chunked"),
+                ("trailer", "expires"),
+                ("content-type", "text/html"),
+            ]),
+            h(&[
+                ("proxy-connection", "x-a"),
+                ("x-a", "1"),
+                ("te", "trailers"),
+            ]),
+            h(&[("proxy-authorization", "Basic Zm9v"), ("upgrade", "h2c")]),
+            h(&[("content-length", "3")]),
+        ];
+        for response in &responses {
+            assert_eq!(
+                visible(response_edit(response)),
+                visible(response_edit(&only(response, response_edit_reads()))),
+                "{response:?}"
+            );
+        }
         assert_eq!(
-            response_edit(&response),
-            response_edit(&only(&response, response_edit_reads()))
+            response_edit_reads().collect::<Vec<_>>(),
+            [
+                "connection",
+                "proxy-connection",
+                "proxy-authorization",
+                "proxy-authenticate"
+            ]
         );
     }
 

@@ -84,10 +84,16 @@ const SENSITIVE_HEADER_PARTS: &[&str] = &[
 
 /// True when a header's value must never be reported, whatever the allowlist says.
 pub fn is_sensitive_header(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    SENSITIVE_HEADER_PARTS
-        .iter()
-        .any(|part| name.contains(part))
+    // Every header of every event goes through here: a plain scan, case-insensitive in place,
+    // with no lowercased copy and no substring searcher set up per part.
+    let name = name.as_bytes();
+    (0..name.len()).any(|start| {
+        let rest = name.get(start..).unwrap_or_default();
+        SENSITIVE_HEADER_PARTS.iter().any(|part| {
+            rest.get(..part.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(part.as_bytes()))
+        })
+    })
 }
 
 /// True when a query or cookie key's value must not be reported: Sentry's query/body key list
@@ -186,6 +192,39 @@ mod tests {
             "Referer",
         ] {
             assert!(!is_sensitive_header(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn the_scan_agrees_with_lowercasing_and_searching() {
+        let reference = |name: &str| {
+            let name = name.to_ascii_lowercase();
+            SENSITIVE_HEADER_PARTS
+                .iter()
+                .any(|part| name.contains(part))
+        };
+        for name in [
+            "",
+            "k",
+            "ke",
+            "KEY",
+            "x-key",
+            "monkey-business",
+            "x-requested-with",
+            "Authorization",
+            "x-tok",
+            "x-tokens",
+            "pw",
+            "xsrfx",
+            "ÄuthKey",
+            "sso",
+            "Ss",
+            "accept-language",
+            "x-cookie-consent",
+            "credential",
+            "cf-connecting-ip",
+        ] {
+            assert_eq!(is_sensitive_header(name), reference(name), "{name}");
         }
     }
 

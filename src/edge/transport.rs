@@ -278,7 +278,7 @@ impl Delivery {
         )
         .map_err(|e| local("fetch", &e))?;
         match JsFuture::from(sent).await {
-            // `null`: no answer in time; the request was aborted.
+            // `null`: no answer in time; the runtime cancels the request when the work ends.
             Ok(value) if value.is_null() => Err(SendFailure::Timeout),
             Err(error) => Err(SendFailure::Network(js_message("fetch", &error))),
             Ok(value) => {
