@@ -43,30 +43,42 @@ const HOP_BY_HOP: [&str; 9] = [
     "proxy-authenticate",
 ];
 
-/// What [`request_edit`] reads besides the hop-by-hop names.
-const REQUEST_EDIT_ALSO_READS: [&str; 3] = [LOOP_HEADER, "cf-connecting-ip", "x-forwarded-for"];
+/// What [`request_edit`] reads besides the hop-by-hop names that matter: `Upgrade` (a WebSocket
+/// handshake keeps it), the loop marker and the forwarding pair.
+const REQUEST_EDIT_ALSO_READS: [&str; 4] = [
+    "upgrade",
+    LOOP_HEADER,
+    "cf-connecting-ip",
+    "x-forwarded-for",
+];
 
-/// Every header [`request_edit`] looks at. The edge reads only these from the visitor's request
-/// (a browser's request carries cookies and a dozen other headers that the edit never needs),
-/// and the edit made from them equals the edit made from all headers (tested below).
+/// Every header [`request_edit`] must see for the origin to get the same request as from all of
+/// them. A browser's request carries cookies and a dozen other headers the edit never needs,
+/// and the hop-by-hop names the runtime drops itself need no reading either (tested below).
 pub fn request_edit_reads() -> impl Iterator<Item = &'static str> {
-    HOP_BY_HOP.iter().chain(&REQUEST_EDIT_ALSO_READS).copied()
+    hop_by_hop_kept_by_runtime().chain(REQUEST_EDIT_ALSO_READS)
 }
 
 /// The headers [`response_edit`] must see for the visitor to get the same response as from all
-/// of them: `Connection` (for the names it lists) and the hop-by-hop names the runtime keeps.
-/// The ones it drops itself need no reading: deleting them changes nothing the visitor sees
-/// (tested below). Four reads instead of nine on every proxied response.
+/// of them. Four reads instead of nine on every proxied response.
 pub fn response_edit_reads() -> impl Iterator<Item = &'static str> {
+    hop_by_hop_kept_by_runtime()
+}
+
+/// `Connection` (for the names it lists) and the hop-by-hop names the runtime keeps. The ones
+/// it drops itself need no reading: deleting them changes nothing anyone receives.
+fn hop_by_hop_kept_by_runtime() -> impl Iterator<Item = &'static str> {
     HOP_BY_HOP
         .iter()
         .copied()
         .filter(|name| *name == "connection" || !DROPPED_BY_RUNTIME.contains(name))
 }
 
-/// Hop-by-hop names the runtime removes by itself when it writes a response to the visitor
-/// (checked on workerd 1.20261117: it frames the body and manages the connection itself; it
-/// keeps `Proxy-Authenticate`, `Proxy-Connection` and the names `Connection` lists).
+/// Hop-by-hop names the runtime removes by itself, from a response it writes to the visitor and
+/// from a request it sends to the origin (checked on workerd 1.20261117: it frames the body and
+/// manages the connection itself, and opens a WebSocket from its own handshake; it keeps
+/// `Proxy-Authenticate`, `Proxy-Authorization`, `Proxy-Connection` and the names `Connection`
+/// lists).
 const DROPPED_BY_RUNTIME: [&str; 6] = [
     "connection",
     "keep-alive",
@@ -523,13 +535,28 @@ mod tests {
                 ("x-forwarded-for", ""),
             ]),
             h(&[("accept", "*/*")]),
+            h(&[
+                ("te", "trailers"),
+                ("trailer", "x-checksum"),
+                ("transfer-encoding", "chunked"),
+                ("upgrade", "h2c"),
+                ("proxy-connection", "x-pc"),
+                ("x-pc", "1"),
+            ]),
         ];
-        for headers in &requests {
-            assert_eq!(
-                request_edit(headers, &visitor, "12345678"),
-                request_edit(&only(headers, request_edit_reads()), &visitor, "12345678"),
-                "{headers:?}"
-            );
+        // The runtime drops some names itself, both ways: what must agree is what is received.
+        let visible = |edit: HeaderEdit| {
+            let mut kept = edit.remove.clone();
+            kept.retain(|name| !DROPPED_BY_RUNTIME.contains(&name.as_str()));
+            (edit.changes_response(), kept, edit.set)
+        };
+        for method in ["GET", "POST"] {
+            let visitor = Visitor { method, ..visitor };
+            for headers in &requests {
+                let all = request_edit(headers, &visitor, "12345678").map(visible);
+                let read = request_edit(&only(headers, request_edit_reads()), &visitor, "12345678");
+                assert_eq!(all, read.map(visible), "{method} {headers:?}");
+            }
         }
         let response = h(&[
             ("connection", "close, x-hop"),
@@ -538,12 +565,6 @@ mod tests {
             ("set-cookie", "a=1"),
             ("content-type", "text/html"),
         ]);
-        // The runtime drops some names itself: what must agree is what the visitor receives.
-        let visible = |edit: HeaderEdit| {
-            let mut kept = edit.remove.clone();
-            kept.retain(|name| !DROPPED_BY_RUNTIME.contains(&name.as_str()));
-            (edit.changes_response(), kept, edit.set)
-        };
         let responses = [
             response,
             h(&[
