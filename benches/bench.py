@@ -336,6 +336,7 @@ class Run:
     status_errors: int = 0
     socket_errors: int = 0
     events: int = 0
+    cpu_rounds_us: list[float] = field(default_factory=list)  # CPU µs/req of each round
     idle_p50_us: int = 0  # p50 with one connection: latency without queueing
     origin_500s: int = 0  # 500s the origin served during the run (the failures the worker saw)
 
@@ -394,6 +395,15 @@ def ratio(x: float, base: float) -> str:
     return f"{x / base:.2f}×" if base else "–"
 
 
+def ratio_spread(r: "Run", base: "Run | None") -> str:
+    """The lowest and highest of the per-round CPU ratios: each round's cells run minutes
+    apart at most, so the spread shows how far the machine's drift moves one ratio."""
+    if base is None or r is base or len(r.cpu_rounds_us) < 2 or len(base.cpu_rounds_us) != len(r.cpu_rounds_us):
+        return ""
+    each = [x / b for x, b in zip(r.cpu_rounds_us, base.cpu_rounds_us) if b]
+    return f" ({min(each):.2f}–{max(each):.2f})" if len(each) >= 2 else ""
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -434,7 +444,7 @@ def render(targets: list[Target], runs: dict[tuple[str, str], Run], cold: dict[s
             p50 = statistics.median(r.p50_us) / 1000
             p99 = statistics.median(r.p99_us) / 1000
             row = (f"| {t.name} | {fmt_int(r.rps)} | {ratio(r.rps, b.rps) if b else '–'} | {p50:.2f} | "
-                   f"{p99:.2f} | {r.cpu_us:.0f} | {ratio(r.cpu_us, b.cpu_us) if b else '–'} | "
+                   f"{p99:.2f} | {r.cpu_us:.0f} | {ratio(r.cpu_us, b.cpu_us) + ratio_spread(r, b) if b else '–'} | "
                    f"{r.idle_p50_us / 1000:.2f} |")
             if scen == "500":
                 if t.is_origin or not t.reports:
@@ -463,7 +473,8 @@ def render(targets: list[Target], runs: dict[tuple[str, str], Run], cold: dict[s
     out.append("req/s, p50, p99 and CPU are under load (wrk -c as above, so p50 includes queueing); "
                "'p50 ms, 1 conn' is a separate pass with one connection: one request's own latency. "
                "CPU is the serving process's utime+stime over the run divided by completed requests "
-               "(the origin row: nginx's worker). Events per 5xx counts envelopes the sink received "
+               "(the origin row: nginx's worker); its × JS is over all rounds, with the lowest and "
+               "highest of the rounds' own ratios in brackets. Events per 5xx counts envelopes the sink received "
                "(after waiting for `waitUntil` work to finish) over the 500s the origin served to the "
                "worker in the same run. Upload sizes: the files uploaded "
                "(edgeguard: index.js + index_bg.wasm; JS workers: the esbuild --minify bundle), gzip -9 "
@@ -643,6 +654,7 @@ def main() -> int:
                     r.requests += res["requests"]
                     r.seconds += res["duration_us"] / 1e6
                     r.cpu_s += (c1 - c0) / CLK_TCK
+                    r.cpu_rounds_us.append((c1 - c0) / CLK_TCK * 1e6 / max(res["requests"], 1))
                     r.p50_us.append(res["p50_us"])
                     r.p99_us.append(res["p99_us"])
                     r.status_errors += res["status_errors"]
