@@ -11,7 +11,7 @@ BUILD="${1:-$ROOT/build}"
 # A regression guard, not the goal. Issue 7's target is js + wasm <= 60 KiB gzip (61,440 B); the
 # build is about 1.55 times that (2026-11-25: 95,827 B gzip, wasm 242,228 B raw, after the
 # `worker` crate and worker-build were replaced by src/edge/runtime.rs and src/entry.js and std
-# was built with -Zfmt-debug=none; it was 129,730 B at the start of the day), mostly from the panic=unwind build (~29 KB gzip, see ARCHITECTURE.md) and the features.
+# was built with -Zfmt-debug=none; it was 129,730 B at the start of the day), mostly from the panic=unwind build (15.7 KB gzip, see README.md) and the features.
 # These budgets are that size plus ~1%: growth past them must be a decision, made in the commit
 # that grows it.
 GZIP_BUDGET=96800  # index.js + index_bg.wasm, gzip -9, bytes
