@@ -70,8 +70,8 @@ const timedOut = () => null;
 // whatever a request still has in flight when it ends (the page and the report are sent by
 // then). Once the response head is in, the timer decides nothing: the body may stream for as
 // long as it takes. The controller, its signal and the callbacks that disarmed it cost CPU on
-// every request (their removal, with two smaller changes: -5 to -10% per proxied or failing
-// request, over three interleaved runs on workerd).
+// every request (their removal, with two smaller changes: -4 to -15% per proxied or failing
+// request, over four interleaved runs on workerd).
 export function fetchWithin(url, method, headers, body, redirect, ms) {
   if (typeof headers === "string") headers = setAll(new Headers(), headers);
   const init = { method, headers, redirect };

@@ -181,6 +181,13 @@ fn a_trap_costs_the_requests_on_that_instance_not_the_isolate() {
         );
         assert_eq!(next.body, ok_body());
         page_500_with_id(&worker.get("/__panic"));
+        // The panic's event goes out after its page, in `waitUntil` on this instance: a trap
+        // now would end it unsent (what a trap costs), so the next round waits for it.
+        assert_eq!(
+            sink.wait_for_events(round + 1, EVENT_WAIT).len(),
+            round + 1,
+            "the panic of round {round} reported"
+        );
     }
     let in_flight = slow.join().expect("request thread");
     assert_eq!(in_flight.status, 500, "answered, not hung: {in_flight:?}");
