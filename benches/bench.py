@@ -654,7 +654,8 @@ def main() -> int:
                     r.requests += res["requests"]
                     r.seconds += res["duration_us"] / 1e6
                     r.cpu_s += (c1 - c0) / CLK_TCK
-                    r.cpu_rounds_us.append((c1 - c0) / CLK_TCK * 1e6 / max(res["requests"], 1))
+                    cell_cpu_us = (c1 - c0) / CLK_TCK * 1e6 / max(res["requests"], 1)
+                    r.cpu_rounds_us.append(cell_cpu_us)
                     r.p50_us.append(res["p50_us"])
                     r.p99_us.append(res["p99_us"])
                     r.status_errors += res["status_errors"]
@@ -664,7 +665,7 @@ def main() -> int:
                         time.sleep(0.2)  # the origin's log flushes every 100 ms
                         r.origin_500s += origin_500s(state) - fails0
                     log(f"[{n}/{total}] {t.name:20} {path:4} {res['requests'] / (res['duration_us'] / 1e6):9.0f} req/s "
-                        f"p50 {res['p50_us'] / 1000:.2f} ms  CPU {(c1 - c0) / CLK_TCK * 1e6 / max(res['requests'], 1):.0f} µs/req")
+                        f"p50 {res['p50_us'] / 1000:.2f} ms  CPU {cell_cpu_us:.0f} µs/req")
 
         # Latency without queueing: one connection, so p50 is one request's own time.
         log(f"single-connection latency pass ({args.idle_seconds} s per cell)")

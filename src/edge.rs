@@ -101,11 +101,11 @@ pub fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> js_sys::Promise {
     install_panic_hook();
     let config = config(&env);
     let attempt = Attempt::default();
-    let next = match catch_unwind(AssertUnwindSafe(|| begin(&req, &config, &ctx, &attempt))) {
+    let next = match caught(|| begin(&req, &config, &ctx, &attempt)) {
         // The common case: the request is on its way to the origin. Its answer is taken up by
         // `on_settled`, called straight from the fetch's promise: no Rust future, task queue
         // or waker on the path of a passing request (they were ~15% of its CPU in a profile).
-        Ok(Ok(sent)) => {
+        Ok(sent) => {
             let key = IN_FLIGHT.with(|slab| {
                 slab.borrow_mut().insert(InFlight {
                     req,
@@ -116,10 +116,15 @@ pub fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> js_sys::Promise {
             });
             return ON_SETTLED.with(|callback| js::when_settled(&sent, key, callback));
         }
-        Ok(Err(next)) => next,
-        Err(payload) => Next::Failed(Failure::from_panic(payload.as_ref()).into()),
+        Err(next) => next,
     };
     runtime::respond(guarded(req, config, ctx, attempt, next))
+}
+
+/// `step` with a panic caught: a panic becomes `Next::Failed`, answered like any own failure.
+fn caught<T>(step: impl FnOnce() -> Result<T, Next>) -> Result<T, Next> {
+    catch_unwind(AssertUnwindSafe(step))
+        .unwrap_or_else(|payload| Err(Next::Failed(Failure::from_panic(payload.as_ref()).into())))
 }
 
 /// Values kept under small integer keys that JS can carry (a key is reused once removed).
@@ -214,12 +219,9 @@ fn on_settled(key: u32, value: JsValue, fulfilled: bool) -> JsValue {
         return bare_response(500).into();
     };
     let answer = if fulfilled { Ok(value) } else { Err(value) };
-    let next = match catch_unwind(AssertUnwindSafe(|| {
-        settle(&req, &config, &ctx, &attempt, answer)
-    })) {
-        Ok(Ok(response)) => return response.into(),
-        Ok(Err(next)) => next,
-        Err(payload) => Next::Failed(Failure::from_panic(payload.as_ref()).into()),
+    let next = match caught(|| settle(&req, &config, &ctx, &attempt, answer)) {
+        Ok(response) => return response.into(),
+        Err(next) => next,
     };
     runtime::respond(guarded(req, config, ctx, attempt, next)).into()
 }
@@ -539,17 +541,20 @@ fn send_to_origin(
     js::fetch_within(
         target,
         &method,
-        &headers.into(),
+        &headers,
         &body,
         "manual",
         config.origin_timeout_ms,
     )
-    .map_err(|error| {
-        Failure::OriginUnreachable {
-            detail: js_message("fetch", &error),
-        }
-        .into()
-    })
+    .map_err(|error| origin_unreachable(&error))
+}
+
+/// The origin fetch failed (refused, reset, DNS): thrown at once or rejected later.
+fn origin_unreachable(error: &JsValue) -> Failed {
+    Failure::OriginUnreachable {
+        detail: js_message("fetch", error),
+    }
+    .into()
 }
 
 /// What the origin fetch came to: its response, or why there is none. Records the call (time,
@@ -578,10 +583,7 @@ fn origin_answered(
         Ok(value) => value
             .dyn_into::<web_sys::Response>()
             .map_err(|_| internal("fetch resolved to something other than a Response")),
-        Err(error) => Err(Failure::OriginUnreachable {
-            detail: js_message("fetch", &error),
-        }
-        .into()),
+        Err(error) => Err(origin_unreachable(&error)),
     }
 }
 

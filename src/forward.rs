@@ -97,10 +97,6 @@ pub struct HeaderEdit {
 }
 
 impl HeaderEdit {
-    pub fn is_empty(&self) -> bool {
-        self.remove.is_empty() && self.set.is_empty()
-    }
-
     /// Whether applying this edit to a response changes what the visitor receives. Almost every
     /// origin sends `Connection: keep-alive`, which the runtime drops anyway: such a response
     /// goes out as-is instead of being rebuilt around its stream on every request.
@@ -492,7 +488,10 @@ mod tests {
         );
         assert!(edit.set.is_empty());
         assert!(edit.changes_response());
-        assert!(response_edit(&h(&[("content-type", "text/html")])).is_empty());
+        assert_eq!(
+            response_edit(&h(&[("content-type", "text/html")])),
+            HeaderEdit::default()
+        );
     }
 
     /// Only the headers named in `names`, as the edge reads them.

@@ -73,7 +73,6 @@ const timedOut = () => null;
 // every request (their removal, with two smaller changes: -4 to -15% per proxied or failing
 // request, over four interleaved runs on workerd).
 export function fetchWithin(url, method, headers, body, redirect, ms) {
-  if (typeof headers === "string") headers = setAll(new Headers(), headers);
   const init = { method, headers, redirect };
   if (body != null) init.body = body;
   return Promise.race([fetch(url, init), sleep(ms).then(timedOut)]);
@@ -127,8 +126,7 @@ extern "C" {
     /// response handed back in this turn has been written).
     pub(super) fn sleep(ms: u32) -> js_sys::Promise;
 
-    /// `fetch(url, {method, headers, body, redirect})` (`headers`: a `Headers`, or
-    /// `name\nvalue\n...` text) that resolves to the `Response`, or to
+    /// `fetch(url, {method, headers, body, redirect})` that resolves to the `Response`, or to
     /// `null` when no response arrived within `ms` (the fetch is then left to the runtime,
     /// which cancels it when the request ends); rejects when the fetch fails. The timer covers
     /// the response head only, never the body stream.
@@ -136,7 +134,7 @@ extern "C" {
     pub(super) fn fetch_within(
         url: &str,
         method: &str,
-        headers: &JsValue,
+        headers: &web_sys::Headers,
         body: &JsValue,
         redirect: &str,
         ms: u32,
@@ -174,7 +172,7 @@ pub(super) fn when_settled(
 
 /// `(name, value)` pairs as the `name\nvalue\n...` text the helpers above take (names and values
 /// cannot contain a line break).
-pub(super) fn header_text_of<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+fn header_text_of<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
     let mut text = String::new();
     for (name, value) in pairs {
         for part in [name, value] {

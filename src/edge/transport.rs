@@ -266,7 +266,7 @@ impl Delivery {
         if gzipped.is_some() {
             headers.push(("content-encoding", "gzip"));
         }
-        let headers = JsValue::from(super::js::header_text_of(headers));
+        let headers = super::js::headers(&headers).map_err(|e| local("Headers", &e))?;
         let body = js_sys::Uint8Array::from(gzipped.unwrap_or(&self.body));
         let sent = super::js::fetch_within(
             &self.url,
