@@ -13,6 +13,8 @@
 
 mod js;
 mod runtime;
+mod slab;
+mod task;
 mod transport;
 
 use crate::config::{BuildInfo, Config, ConfigError, Origin};
@@ -33,8 +35,8 @@ use crate::time::elapsed_ms;
 use crate::url::UrlParts;
 use crate::{form, lang};
 use js::{header_pairs, some_header_pairs};
-use js_sys::futures::JsFuture;
-use runtime::{console_error, console_warn, Context, Delay, Env};
+use runtime::{console_error, console_warn, now, Context, Env, Promise, Request, Response};
+use slab::Slab;
 use std::any::Any;
 use std::cell::{Cell, OnceCell, RefCell};
 use std::future::{poll_fn, Future};
@@ -42,7 +44,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::pin;
 use std::rc::Rc;
 use std::task::Poll;
-use std::time::Duration;
+use task::Settled;
 use transport::Delivery;
 use wasm_bindgen::prelude::{wasm_bindgen, Closure};
 use wasm_bindgen::{JsCast, JsValue};
@@ -76,14 +78,14 @@ thread_local! {
     /// randomness was available: feedback is then off).
     static FEEDBACK_KEY: OnceCell<Option<TokenKey>> = const { OnceCell::new() };
     /// The header names the request and response edits read, as JS arrays made once.
-    static REQUEST_EDIT_READS: js_sys::Array = js::names_array(forward::request_edit_reads());
-    static RESPONSE_EDIT_READS: js_sys::Array = js::names_array(forward::response_edit_reads());
+    static REQUEST_EDIT_READS: JsValue = js::names_array(forward::request_edit_reads());
+    static RESPONSE_EDIT_READS: JsValue = js::names_array(forward::response_edit_reads());
     /// Requests whose origin fetch is in flight, by the key `on_settled` is called with.
     static IN_FLIGHT: RefCell<Slab<InFlight>> = const { RefCell::new(Slab::new()) };
     /// `on_settled` as a JS function, made once per instance (not a closure per request).
     static ON_SETTLED: Closure<dyn Fn(u32, JsValue, bool) -> JsValue> = Closure::new(on_settled);
     /// The headers every page carries, made once per instance and copied into each page.
-    static PAGE_HEADERS: Result<web_sys::Headers, JsValue> = js::headers(&PAGE_HEADER_PAIRS);
+    static PAGE_HEADERS: Result<runtime::Headers, JsValue> = js::headers(&PAGE_HEADER_PAIRS);
     /// At most 10 feedback submissions at once, 30 a minute, per isolate.
     static FEEDBACK_RATE: RefCell<RateLimit> = RefCell::new(RateLimit::new(10, 30));
 }
@@ -97,7 +99,7 @@ thread_local! {
 /// and every other request in flight in the isolate carries on. A `panic=abort` build would
 /// fail them all and reset the instance.
 #[wasm_bindgen]
-pub fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> js_sys::Promise {
+pub fn fetch(req: Request, env: Env, ctx: Context) -> Promise {
     install_panic_hook();
     let config = config(&env);
     let attempt = Attempt::default();
@@ -127,41 +129,9 @@ fn caught<T>(step: impl FnOnce() -> Result<T, Next>) -> Result<T, Next> {
         .unwrap_or_else(|payload| Err(Next::Failed(Failure::from_panic(payload.as_ref()).into())))
 }
 
-/// Values kept under small integer keys that JS can carry (a key is reused once removed).
-struct Slab<T> {
-    slots: Vec<Option<T>>,
-    free: Vec<u32>,
-}
-
-impl<T> Slab<T> {
-    const fn new() -> Self {
-        Slab {
-            slots: Vec::new(),
-            free: Vec::new(),
-        }
-    }
-
-    fn insert(&mut self, value: T) -> u32 {
-        if let Some(key) = self.free.pop() {
-            if let Some(slot) = self.slots.get_mut(key as usize) {
-                *slot = Some(value);
-                return key;
-            }
-        }
-        self.slots.push(Some(value));
-        u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
-    }
-
-    fn remove(&mut self, key: u32) -> Option<T> {
-        let value = self.slots.get_mut(key as usize)?.take()?;
-        self.free.push(key);
-        Some(value)
-    }
-}
-
 /// A request whose origin fetch is in flight, waiting for `on_settled`.
 struct InFlight {
-    req: web_sys::Request,
+    req: Request,
     ctx: Context,
     config: Rc<Config>,
     attempt: Attempt,
@@ -174,17 +144,17 @@ enum Next {
     /// Something failed: report it and answer with the page (or replay, for our own failures).
     Failed(Failed),
     /// The origin answered with a failing status: count its body, then as `Failed`.
-    OriginFailing(web_sys::Response),
+    OriginFailing(Response),
 }
 
 /// Everything up to the origin fetch, done at once: the request is sent (not awaited), or
 /// there is something else to do.
 fn begin(
-    req: &web_sys::Request,
+    req: &Request,
     config: &Config,
     ctx: &Context,
     attempt: &Attempt,
-) -> Result<js_sys::Promise, Next> {
+) -> Result<Promise, Next> {
     // The URL crosses from JS and is split once per request; everything below borrows it.
     let url = req.url();
     let Some(parts) = UrlParts::split(&url) else {
@@ -228,12 +198,12 @@ fn on_settled(key: u32, value: JsValue, fulfilled: bool) -> JsValue {
 
 /// A passing response goes back now (opt-in warnings scheduled); anything else is `Next`.
 fn settle(
-    req: &web_sys::Request,
+    req: &Request,
     config: &Config,
     ctx: &Context,
     attempt: &Attempt,
     answer: Result<JsValue, JsValue>,
-) -> Result<web_sys::Response, Next> {
+) -> Result<Response, Next> {
     let response = origin_answered(answer, config, attempt).map_err(Next::Failed)?;
     if is_origin_failure(response.status()) {
         return Err(Next::OriginFailing(response));
@@ -248,12 +218,12 @@ fn settle(
 /// `finish` with panics caught: a panic gets our own-failure answer, and a panic while
 /// answering that gets a bare 500, never a loop.
 async fn guarded(
-    req: web_sys::Request,
+    req: Request,
     config: Rc<Config>,
     ctx: Context,
     attempt: Attempt,
     next: Next,
-) -> web_sys::Response {
+) -> Response {
     let failed = match catch_panic(finish(&req, &config, &ctx, &attempt, next)).await {
         Ok(response) => return response,
         Err(panic) => Failed::from(panic),
@@ -267,12 +237,12 @@ async fn guarded(
 
 /// The rest of a request that did not simply pass through.
 async fn finish(
-    req: &web_sys::Request,
+    req: &Request,
     config: &Config,
     ctx: &Context,
     attempt: &Attempt,
     next: Next,
-) -> web_sys::Response {
+) -> Response {
     let mut failed = match next {
         Next::Feedback => return feedback_endpoint(req, ctx, config).await,
         Next::Failed(failed) => failed,
@@ -289,11 +259,11 @@ async fn finish(
 /// passes through unchanged: the decision is `HandledEvents::notice`; the event goes out in
 /// `wait_until` like any other, and the visitor's headers are read only when one is due.
 fn report_handled(
-    req: &web_sys::Request,
+    req: &Request,
     config: &Config,
     ctx: &Context,
     attempt: &Attempt,
-    response: &web_sys::Response,
+    response: &Response,
 ) {
     let Some(call) = attempt.call.get() else {
         return;
@@ -321,12 +291,12 @@ fn report_handled(
 /// edgeguard's own failure (an internal error or a panic): reported, then the page or, with
 /// `PASS_THROUGH_ON_EXCEPTION`, the origin's answer as if edgeguard were not there.
 async fn answer_own_failure(
-    req: &web_sys::Request,
+    req: &Request,
     config: &Config,
     ctx: &Context,
     attempt: &Attempt,
     mut failed: Failed,
-) -> web_sys::Response {
+) -> Response {
     failed.call = failed.call.or(attempt.call.get());
     // Replaying is safe only when the body (if any) is unread, and the origin has not seen the
     // request yet or the method is safe.
@@ -378,7 +348,7 @@ fn config(env: &Env) -> Rc<Config> {
 }
 
 /// Reports each bad setting once per isolate, as its own event, if the DSN itself is usable.
-fn report_config_errors(req: &web_sys::Request, config: &Config, ctx: &Context) {
+fn report_config_errors(req: &Request, config: &Config, ctx: &Context) {
     let errors = UNREPORTED_CONFIG_ERRORS.with(|pending| pending.take());
     if errors.is_empty() || config.dsn.is_none() {
         return;
@@ -447,7 +417,7 @@ fn internal(detail: impl Into<String>) -> Failed {
 /// A failing origin response, for the event and the page. The failing body (a Django debug
 /// page, a stack trace) is never shown: at most a small prefix is counted, then the rest is
 /// cancelled.
-async fn origin_failing(response: web_sys::Response) -> Failed {
+async fn origin_failing(response: Response) -> Failed {
     let status = response.status();
     let headers = header_pairs(&response.headers());
     let content_length =
@@ -515,12 +485,12 @@ fn debug_error() -> Failed {
 /// `X-Forwarded-*` and the loop marker set) and body stream, redirects left to the visitor,
 /// within the origin timeout: sent, and its promise returned (see `origin_answered`).
 fn send_to_origin(
-    req: &web_sys::Request,
+    req: &Request,
     parts: &UrlParts<'_>,
     config: &Config,
     target: &str,
     attempt: &Attempt,
-) -> Result<js_sys::Promise, Failed> {
+) -> Result<Promise, Failed> {
     let method = req.method();
     let visitor = forward::Visitor {
         method: &method,
@@ -537,7 +507,7 @@ fn send_to_origin(
     // Redirects go to the visitor: following them would change what the page is.
     let body: JsValue = req.body().map_or(JsValue::NULL, JsValue::from);
     attempt.sent.set(true);
-    attempt.started_ms.set(js_sys::Date::now());
+    attempt.started_ms.set(now());
     js::fetch_within(
         target,
         &method,
@@ -563,16 +533,16 @@ fn origin_answered(
     answer: Result<JsValue, JsValue>,
     config: &Config,
     attempt: &Attempt,
-) -> Result<web_sys::Response, Failed> {
+) -> Result<Response, Failed> {
     let started_ms = attempt.started_ms.get();
     attempt.call.set(Some(OriginCall {
         started_ms,
-        duration_ms: elapsed_ms(started_ms, js_sys::Date::now()),
+        duration_ms: elapsed_ms(started_ms, now()),
         status: answer
             .as_ref()
             .ok()
-            .and_then(|value| value.dyn_ref::<web_sys::Response>())
-            .map(web_sys::Response::status),
+            .and_then(|value| value.dyn_ref::<Response>())
+            .map(Response::status),
     }));
     match answer {
         // `null`: no answer within the origin timeout (the fetch is left to the runtime to cancel).
@@ -581,7 +551,7 @@ fn origin_answered(
         }
         .into()),
         Ok(value) => value
-            .dyn_into::<web_sys::Response>()
+            .dyn_into::<Response>()
             .map_err(|_| internal("fetch resolved to something other than a Response")),
         Err(error) => Err(origin_unreachable(&error)),
     }
@@ -589,25 +559,25 @@ fn origin_answered(
 
 /// The origin fetch, awaited (the fail-open replay; a passing request takes `on_settled`).
 async fn fetch_origin(
-    req: &web_sys::Request,
+    req: &Request,
     parts: &UrlParts<'_>,
     config: &Config,
     target: &str,
     attempt: &Attempt,
-) -> Result<web_sys::Response, Failed> {
+) -> Result<Response, Failed> {
     let sent = send_to_origin(req, parts, config, target, attempt)?;
-    origin_answered(JsFuture::from(sent).await, config, attempt)
+    origin_answered(Settled::from(sent).await, config, attempt)
 }
 
 /// The visitor's request as read once for a failure: its headers cross the JS boundary only on
 /// this path, never on a passing request.
 struct Visitor<'a> {
-    req: &'a web_sys::Request,
+    req: &'a Request,
     headers: Vec<(String, String)>,
 }
 
 impl<'a> Visitor<'a> {
-    fn read(req: &'a web_sys::Request) -> Self {
+    fn read(req: &'a Request) -> Self {
         Visitor {
             req,
             headers: header_pairs(&req.headers()),
@@ -622,7 +592,7 @@ impl<'a> Visitor<'a> {
 /// The origin's response without hop-by-hop headers. Almost every response has none and is
 /// returned as-is; otherwise a new response wraps the same body stream (never read here). A
 /// `101 Switching Protocols` (a WebSocket) is always returned as-is: it carries the socket.
-fn without_hop_by_hop(response: web_sys::Response) -> web_sys::Response {
+fn without_hop_by_hop(response: Response) -> Response {
     let status = response.status();
     if status == 101 {
         return response;
@@ -635,16 +605,9 @@ fn without_hop_by_hop(response: web_sys::Response) -> web_sys::Response {
     let rebuilt = js::edited(&response.headers(), &edit)
         .map_err(|e| js_message("Headers", &e))
         .and_then(|headers| {
-            let init = web_sys::ResponseInit::new();
-            init.set_status(status);
-            init.set_status_text(&response.status_text());
-            init.set_headers(&headers);
             // These statuses must not have a body, and the runtime refuses one.
-            let body = response
-                .body()
-                .filter(|_| !matches!(status, 204 | 205 | 304));
-            web_sys::Response::new_with_opt_readable_stream_and_init(body.as_ref(), &init)
-                .map_err(|e| js_message("Response", &e))
+            let keep_body = !matches!(status, 204 | 205 | 304);
+            js::rewrap(&response, &headers, keep_body).map_err(|e| js_message("Response", &e))
         });
     rebuilt.unwrap_or_else(|error| {
         console_warn!("edgeguard: hop-by-hop headers left in a response: {error}");
@@ -655,45 +618,34 @@ fn without_hop_by_hop(response: web_sys::Response) -> web_sys::Response {
 /// The failing body's size for the event, then the body is cancelled. With a Content-Length
 /// nothing is read; otherwise at most `FAILING_BODY_PEEK_BYTES` are counted (not kept) for at
 /// most `FAILING_BODY_PEEK_MS`. A body cut short has no known size.
-async fn failing_body_size(
-    response: &web_sys::Response,
-    content_length: Option<u64>,
-) -> Option<u64> {
+async fn failing_body_size(response: &Response, content_length: Option<u64>) -> Option<u64> {
     let body = response.body()?;
     if content_length.is_some() {
-        let _ = body.cancel();
+        js::cancel(&body);
         return content_length;
     }
-    let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().unchecked_into();
+    let reader = js::reader_of(&body).ok()?;
     let mut meter = BodyMeter::default();
     let count = async {
         loop {
-            let chunk = JsFuture::from(reader.read()).await.ok()?;
-            let done = js_sys::Reflect::get(&chunk, &JsValue::from_str("done")).ok()?;
-            if done.as_bool() != Some(false) {
+            let read = js::read_length(&reader).ok()?;
+            // A chunk's length, or -1 at the end of the stream.
+            let len = Settled::from(read).await.ok()?.as_f64()?;
+            if len < 0.0 {
                 return Some(true);
             }
-            let value = js_sys::Reflect::get(&chunk, &JsValue::from_str("value")).ok()?;
-            let len = value
-                .dyn_ref::<js_sys::Uint8Array>()
-                .map_or(0, |a| a.length());
-            if !meter.add(u64::from(len)) {
+            if !meter.add(len as u64) {
                 return Some(false);
             }
         }
     };
     let reached_end = within(FAILING_BODY_PEEK_MS, count).await.flatten() == Some(true);
-    let _ = reader.cancel();
+    js::cancel(&reader);
     meter.size(reached_end)
 }
 
 /// Reports the failure (when a DSN is configured) and builds the visitor's page.
-fn answer_failure(
-    req: &web_sys::Request,
-    config: &Config,
-    ctx: &Context,
-    failed: Failed,
-) -> web_sys::Response {
+fn answer_failure(req: &Request, config: &Config, ctx: &Context, failed: Failed) -> Response {
     let visitor = Visitor::read(req);
     // A bad ORIGIN_URL fails every request: it is reported once per isolate (as a config
     // error), not once per request. A loop is not reported here either: the hop that sent the
@@ -707,16 +659,12 @@ fn answer_failure(
 }
 
 /// The page (or JSON) for a failure, quoting the event id when one was sent.
-fn failure_page(
-    visitor: &Visitor<'_>,
-    failed: &Failed,
-    event_id: Option<EventId>,
-) -> web_sys::Response {
+fn failure_page(visitor: &Visitor<'_>, failed: &Failed, event_id: Option<EventId>) -> Response {
     let status = failed.failure.status();
     let event_hex = event_id.map(|id| id.to_hex());
     let token = event_hex.as_deref().and_then(|id| {
         let key = token_key()?;
-        Some(key.issue(id, js_sys::Date::now()))
+        Some(key.issue(id, now()))
     });
     let page = PageInput {
         status,
@@ -784,7 +732,7 @@ fn report_event(
         return None;
     }
     let mut random = [0u8; 16];
-    if let Err(error) = getrandom::fill(&mut random) {
+    if let Err(error) = runtime::random(&mut random) {
         count_reporter_failure(&format!(
             "no randomness for an event id ({error}); not sent"
         ));
@@ -792,7 +740,7 @@ fn report_event(
     }
     let job = EventJob {
         id: EventId::from_random(random),
-        timestamp_ms: js_sys::Date::now(),
+        timestamp_ms: now(),
         dsn: dsn.clone(),
         config: CONFIG
             .with(|cell| cell.get().cloned())
@@ -809,7 +757,7 @@ fn report_event(
     // guarded: a panic in the reporter is logged and counted, never an event of its own.
     ctx.wait_until(async move {
         // The runtime's next turn: after the page handed back in this one has been written.
-        Delay::from(Duration::ZERO).await;
+        runtime::sleep(0).await;
         let built = catch_unwind(AssertUnwindSafe(|| job.build())).unwrap_or_else(|_| {
             count_reporter_failure("panicked while building an event; not sent");
             None
@@ -845,7 +793,7 @@ fn init_token_key(env: &Env) {
                 }
             }
             let mut random = [0u8; 32];
-            match getrandom::fill(&mut random) {
+            match runtime::random(&mut random) {
                 Ok(()) => Some(TokenKey::from_random(random)),
                 Err(error) => {
                     console_error!(
@@ -859,11 +807,7 @@ fn init_token_key(env: &Env) {
 }
 
 /// The feedback form's target, never proxied: answers with the thank-you (or apology) page.
-async fn feedback_endpoint(
-    req: &web_sys::Request,
-    ctx: &Context,
-    config: &Config,
-) -> web_sys::Response {
+async fn feedback_endpoint(req: &Request, ctx: &Context, config: &Config) -> Response {
     let headers = header_pairs(&req.headers());
     let header = |name: &str| find_header(&headers, name);
     let (status, reason, sent) = match accept_feedback(req, ctx, config, &headers).await {
@@ -900,7 +844,7 @@ async fn feedback_endpoint(
 
 /// Checks one submission and schedules its delivery to Sentry.
 async fn accept_feedback(
-    req: &web_sys::Request,
+    req: &Request,
     ctx: &Context,
     config: &Config,
     headers: &[(String, String)],
@@ -913,10 +857,10 @@ async fn accept_feedback(
     )?;
     let dsn = config.dsn.as_ref().ok_or(Rejection::Disabled)?;
     let key = token_key().ok_or(Rejection::Disabled)?;
-    let body = match req.array_buffer() {
-        Ok(promise) => JsFuture::from(promise)
+    let body = match js::body_bytes(req) {
+        Ok(promise) => Settled::from(promise)
             .await
-            .map(|buffer| js_sys::Uint8Array::new(&buffer).to_vec())
+            .map(|buffer| js::bytes_of(&buffer))
             .map_err(|_| Rejection::Invalid("body"))?,
         Err(_) => return Err(Rejection::Invalid("body")),
     };
@@ -925,13 +869,13 @@ async fn accept_feedback(
         return Err(Rejection::TooLarge);
     }
     let submission = Submission::from_pairs(&form::parse(&body))?;
-    let now = js_sys::Date::now();
+    let now = now();
     key.verify(&submission.event_id, &submission.token, now)?;
     if !FEEDBACK_RATE.with(|rate| rate.borrow_mut().allow(now)) {
         return Err(Rejection::RateLimited);
     }
     let mut random = [0u8; 16];
-    getrandom::fill(&mut random).map_err(|_| Rejection::Disabled)?;
+    runtime::random(&mut random).map_err(|_| Rejection::Disabled)?;
     let id = EventId::from_random(random);
     let release = (!config.release.is_empty()).then_some(config.release.as_str());
     let body = feedback::feedback_envelope(
@@ -962,7 +906,7 @@ struct EventJob {
     dsn: Dsn,
     config: Rc<Config>,
     failed: Failed,
-    req: web_sys::Request,
+    req: Request,
     headers: Vec<(String, String)>,
     with_request: bool,
 }
@@ -973,7 +917,7 @@ impl EventJob {
         let (id, failed) = (self.id, &self.failed);
         let url = self.req.url();
         let parts = UrlParts::split(&url)?;
-        let colo = cf_string(&self.req, "colo");
+        let colo = js::cf_string(&self.req, "colo");
         let method = self.req.method();
         let request = RequestInfo {
             method: &method,
@@ -997,7 +941,7 @@ impl EventJob {
             origin_call: failed.call.as_ref(),
             config: &self.config,
         });
-        let body = envelope::event_envelope(id, js_sys::Date::now(), &event);
+        let body = envelope::event_envelope(id, now(), &event);
         let mechanism = failed.failure.mechanism();
         Some(Delivery::new(
             &self.dsn,
@@ -1021,7 +965,7 @@ fn count_reporter_failure(what: &str) {
 /// Runs `future` for at most `timeout_ms`; `None` when the time ran out first.
 async fn within<F: Future>(timeout_ms: u32, future: F) -> Option<F::Output> {
     let mut future = pin!(future);
-    let mut timer = pin!(Delay::from(Duration::from_millis(u64::from(timeout_ms))));
+    let mut timer = pin!(runtime::sleep(timeout_ms));
     poll_fn(|cx| {
         if let Poll::Ready(output) = future.as_mut().poll(cx) {
             return Poll::Ready(Some(output));
@@ -1098,7 +1042,7 @@ fn page_response(
     body: Option<&str>,
     event_id: Option<&str>,
     retry_after: Option<&str>,
-) -> Result<web_sys::Response, String> {
+) -> Result<Response, String> {
     let mut extra = vec![("content-type", content_type)];
     if let Some(id) = event_id {
         extra.push(("x-sentry-id", id));
@@ -1114,12 +1058,8 @@ fn page_response(
 }
 
 /// The last resort when even the page cannot be built: a bare status, still not an `Err`.
-fn bare_response(status: u16) -> web_sys::Response {
-    let init = web_sys::ResponseInit::new();
-    init.set_status(status);
-    web_sys::Response::new_with_opt_str_and_init(None, &init)
-        .or_else(|_| web_sys::Response::new())
-        .unwrap_or_else(|_| JsValue::UNDEFINED.unchecked_into())
+fn bare_response(status: u16) -> Response {
+    js::bare(status)
 }
 
 /// The first value of header `name` (case-insensitive) in `headers`.
@@ -1130,24 +1070,7 @@ fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a st
         .map(|(_, v)| v.as_str())
 }
 
-/// A string property of `request.cf` (absent on requests not from Cloudflare's edge).
-fn cf_string(req: &web_sys::Request, key: &str) -> Option<String> {
-    let cf = js_sys::Reflect::get(req, &JsValue::from_str("cf")).ok()?;
-    if cf.is_undefined() || cf.is_null() {
-        return None;
-    }
-    js_sys::Reflect::get(&cf, &JsValue::from_str(key))
-        .ok()?
-        .as_string()
-        .filter(|s| !s.is_empty())
-}
-
 /// A JS exception as text for the event and the log: `what: message`.
 fn js_message(what: &str, error: &JsValue) -> String {
-    let message = error
-        .dyn_ref::<js_sys::Error>()
-        .map(|e| String::from(e.message()))
-        .or_else(|| error.as_string())
-        .unwrap_or_else(|| "unknown error".to_owned());
-    format!("{what}: {message}")
+    format!("{what}: {}", js::error_message(error))
 }

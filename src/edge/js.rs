@@ -5,6 +5,7 @@
 //! same work inside JS and hand back one value. They decide nothing: what to send, where, and
 //! for how long is still decided in Rust.
 
+use super::runtime::{Headers, Promise, ReadableStream, Request, Response};
 use crate::forward::HeaderEdit;
 use wasm_bindgen::prelude::*;
 
@@ -56,6 +57,82 @@ export function whenSettled(promise, key, callback) {
   );
 }
 
+// A promise and the function that resolves it, for a Rust future the runtime awaits.
+export class Deferred {
+  constructor() {
+    this.promise = new Promise((resolve) => (this.resolve = resolve));
+  }
+}
+
+export function bare(status) {
+  return new Response(null, { status });
+}
+
+// The same response (status, text, body stream) with other headers.
+export function rewrap(response, headers, keepBody) {
+  const { status, statusText } = response;
+  return new Response(keepBody ? response.body : null, { status, statusText, headers });
+}
+
+export function stringProperty(object, key) {
+  const value = object?.[key];
+  return typeof value === "string" ? value : undefined;
+}
+
+export function cfString(request, key) {
+  const value = request.cf?.[key];
+  return typeof value === "string" && value ? value : undefined;
+}
+
+export function errorMessage(error) {
+  if (error instanceof Error) return error.message;
+  return typeof error === "string" ? error : "unknown error";
+}
+
+export function randomFill(bytes) {
+  crypto.getRandomValues(bytes);
+}
+
+export function lines(text) {
+  return text.split("\n");
+}
+
+// Never rejects: a cancel is a courtesy to the runtime, its outcome changes nothing.
+export function cancel(streamOrReader) {
+  streamOrReader.cancel().catch(() => {});
+}
+
+export function readerOf(stream) {
+  return stream.getReader();
+}
+
+// The next chunk's length in bytes, or -1 at the end of the stream.
+export function readLength(reader) {
+  return reader.read().then(({ done, value }) => (done ? -1 : value?.byteLength ?? 0));
+}
+
+export function bodyBytes(request) {
+  return request.arrayBuffer();
+}
+
+export function bytesOf(buffer) {
+  return new Uint8Array(buffer);
+}
+
+export function copyBytes(bytes) {
+  return bytes.slice();
+}
+
+export function byteLength(bytes) {
+  return bytes.byteLength;
+}
+
+// bytes through the runtime's CompressionStream("gzip"): a promise of the compressed bytes.
+export function gzip(bytes) {
+  const stream = new Response(bytes.slice()).body.pipeThrough(new CompressionStream("gzip"));
+  return new Response(stream).arrayBuffer().then((buffer) => new Uint8Array(buffer));
+}
+
 // scheduler.wait is the runtime's own timer: about a quarter of setTimeout's cost per request
 // (measured on workerd), and nothing to clear.
 export function sleep(ms) {
@@ -82,49 +159,117 @@ extern "C" {
     /// Every header as `name\nvalue\n` (names lowercase, repeated `Set-Cookie` kept apart). A
     /// header value cannot contain a line break, so the text splits back unambiguously.
     #[wasm_bindgen(js_name = headerText, catch)]
-    fn header_text(headers: &web_sys::Headers) -> Result<String, JsValue>;
+    fn header_text(headers: &Headers) -> Result<String, JsValue>;
 
     /// `name\nvalue\n` for each of `names` (a JS array of lowercase names) that is present:
     /// the headers a decision needs, without carrying the rest (cookies, ...) into wasm.
     #[wasm_bindgen(js_name = headerValues, catch)]
-    fn header_values(headers: &web_sys::Headers, names: &js_sys::Array) -> Result<String, JsValue>;
+    fn header_values(headers: &Headers, names: &JsValue) -> Result<String, JsValue>;
 
     /// A copy of `headers` without the names in `remove` and with `set` applied (both
     /// line-separated: `name\nname`, `name\nvalue\nname\nvalue`; header names and values
     /// cannot contain a line break).
     #[wasm_bindgen(js_name = editedHeaders, catch)]
-    fn edited_headers(
-        headers: &web_sys::Headers,
-        remove: &str,
-        set: &str,
-    ) -> Result<web_sys::Headers, JsValue>;
+    fn edited_headers(headers: &Headers, remove: &str, set: &str) -> Result<Headers, JsValue>;
 
     /// `new Headers()` with `name\nvalue\n...` text set.
     #[wasm_bindgen(js_name = headersOf, catch)]
-    fn headers_of(text: &str) -> Result<web_sys::Headers, JsValue>;
+    fn headers_of(text: &str) -> Result<Headers, JsValue>;
 
     /// `new Response(body, {status, headers: base})` with `extra` (`name\nvalue\n...` text)
     /// set on top.
     #[wasm_bindgen(catch)]
     fn respond(
         status: u16,
-        base: &web_sys::Headers,
+        base: &Headers,
         extra: &str,
         body: Option<&[u8]>,
-    ) -> Result<web_sys::Response, JsValue>;
+    ) -> Result<Response, JsValue>;
 
-    /// `promise.then(v => callback(key, v, true), e => callback(key, e, false))`: the promise
-    /// the runtime awaits for a request in flight, continued by a callback made once.
+    /// `promise.then(v => callback(key, v, true), e => callback(key, e, false))`: a promise
+    /// continued by a callback made once per instance, not a closure per promise.
     #[wasm_bindgen(js_name = whenSettled)]
-    fn when_settled_promise(
-        promise: &js_sys::Promise,
+    pub(super) fn when_settled(
+        promise: &Promise,
         key: u32,
-        callback: &js_sys::Function,
-    ) -> js_sys::Promise;
+        callback: &Closure<dyn Fn(u32, JsValue, bool) -> JsValue>,
+    ) -> Promise;
 
-    /// Resolves after `ms` on the runtime's timer (`sleep(0)`: on its next turn, after a
-    /// response handed back in this turn has been written).
-    pub(super) fn sleep(ms: u32) -> js_sys::Promise;
+    /// Resolves after `ms` on the runtime's timer.
+    pub(super) fn sleep(ms: u32) -> Promise;
+
+    /// A promise with its `resolve`, for a Rust future the runtime awaits.
+    pub(super) type Deferred;
+    #[wasm_bindgen(constructor)]
+    pub(super) fn new() -> Deferred;
+    #[wasm_bindgen(method, getter)]
+    pub(super) fn promise(this: &Deferred) -> Promise;
+    #[wasm_bindgen(method)]
+    pub(super) fn resolve(this: &Deferred, value: &JsValue);
+
+    /// `new Response(null, {status})`: the last resort, when even a page cannot be built.
+    pub(super) fn bare(status: u16) -> Response;
+
+    /// `response` with `headers` instead of its own: same status, status text and (when
+    /// `keep_body`) body stream.
+    #[wasm_bindgen(catch)]
+    pub(super) fn rewrap(
+        response: &Response,
+        headers: &Headers,
+        keep_body: bool,
+    ) -> Result<Response, JsValue>;
+
+    /// `object[key]` when it is a string.
+    #[wasm_bindgen(js_name = stringProperty)]
+    pub(super) fn string_property(object: &JsValue, key: &str) -> Option<String>;
+
+    /// A non-empty string property of `request.cf` (absent on requests not from Cloudflare's
+    /// edge).
+    #[wasm_bindgen(js_name = cfString)]
+    pub(super) fn cf_string(request: &Request, key: &str) -> Option<String>;
+
+    /// A JS exception's message (or the thrown string).
+    #[wasm_bindgen(js_name = errorMessage)]
+    pub(super) fn error_message(error: &JsValue) -> String;
+
+    /// `crypto.getRandomValues` into `bytes`.
+    #[wasm_bindgen(js_name = randomFill, catch)]
+    pub(super) fn random_fill(bytes: &mut [u8]) -> Result<(), JsValue>;
+
+    /// `text.split("\n")`, as a JS array to keep and pass on many calls.
+    pub(super) fn lines(text: &str) -> JsValue;
+
+    /// `stream.cancel()` or `reader.cancel()`, its outcome ignored.
+    pub(super) fn cancel(stream_or_reader: &JsValue);
+
+    /// `stream.getReader()`.
+    #[wasm_bindgen(js_name = readerOf, catch)]
+    pub(super) fn reader_of(stream: &ReadableStream) -> Result<JsValue, JsValue>;
+
+    /// The next chunk's length (a promise of a number; -1 at the end of the stream).
+    #[wasm_bindgen(js_name = readLength, catch)]
+    pub(super) fn read_length(reader: &JsValue) -> Result<Promise, JsValue>;
+
+    /// `request.arrayBuffer()`.
+    #[wasm_bindgen(js_name = bodyBytes, catch)]
+    pub(super) fn body_bytes(request: &Request) -> Result<Promise, JsValue>;
+
+    /// An `ArrayBuffer` (or a view) copied into wasm.
+    #[wasm_bindgen(js_name = bytesOf)]
+    pub(super) fn bytes_of(buffer: &JsValue) -> Vec<u8>;
+
+    /// `bytes` copied out of wasm memory into a `Uint8Array` of their own.
+    #[wasm_bindgen(js_name = copyBytes)]
+    pub(super) fn copy_bytes(bytes: &[u8]) -> JsValue;
+
+    /// A `Uint8Array`'s length.
+    #[wasm_bindgen(js_name = byteLength)]
+    pub(super) fn byte_length(bytes: &JsValue) -> u32;
+
+    /// `bytes` through the runtime's `CompressionStream("gzip")`: a promise of a `Uint8Array`
+    /// (nothing of a compressor is in the wasm).
+    #[wasm_bindgen(catch)]
+    pub(super) fn gzip(bytes: &[u8]) -> Result<Promise, JsValue>;
 
     /// `fetch(url, {method, headers, body, redirect})` that resolves to the `Response`, or to
     /// `null` when no response arrived within `ms` (the fetch is then left to the runtime,
@@ -134,40 +279,27 @@ extern "C" {
     pub(super) fn fetch_within(
         url: &str,
         method: &str,
-        headers: &web_sys::Headers,
+        headers: &Headers,
         body: &JsValue,
         redirect: &str,
         ms: u32,
-    ) -> Result<js_sys::Promise, JsValue>;
+    ) -> Result<Promise, JsValue>;
 }
 
 /// All headers as lowercase `(name, value)` pairs, read in one crossing.
-pub(super) fn header_pairs(headers: &web_sys::Headers) -> Vec<(String, String)> {
+pub(super) fn header_pairs(headers: &Headers) -> Vec<(String, String)> {
     pairs(header_text(headers))
 }
 
 /// The headers named in `names` that are present, as `(name, value)` pairs, in one crossing.
 /// `names` is built once per isolate (`names_array`), so no name is copied per request.
-pub(super) fn some_header_pairs(
-    headers: &web_sys::Headers,
-    names: &js_sys::Array,
-) -> Vec<(String, String)> {
+pub(super) fn some_header_pairs(headers: &Headers, names: &JsValue) -> Vec<(String, String)> {
     pairs(header_values(headers, names))
 }
 
 /// `names` as a JS array, to keep in a `thread_local` and pass on every request.
-pub(super) fn names_array<'a>(names: impl Iterator<Item = &'a str>) -> js_sys::Array {
-    names.map(JsValue::from_str).collect()
-}
-
-/// `promise` continued by `callback(key, value, fulfilled)`, whose return value (a response
-/// or a promise of one) the resulting promise resolves to.
-pub(super) fn when_settled(
-    promise: &js_sys::Promise,
-    key: u32,
-    callback: &Closure<dyn Fn(u32, JsValue, bool) -> JsValue>,
-) -> js_sys::Promise {
-    when_settled_promise(promise, key, callback.as_ref().unchecked_ref())
+pub(super) fn names_array<'a>(names: impl Iterator<Item = &'a str>) -> JsValue {
+    lines(&names.collect::<Vec<_>>().join("\n"))
 }
 
 /// `(name, value)` pairs as the `name\nvalue\n...` text the helpers above take (names and values
@@ -185,7 +317,7 @@ fn header_text_of<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> St
 
 /// `pairs` as a new `Headers`, made in one crossing: a set of headers built once and given as
 /// the `base` of many responses.
-pub(super) fn headers(pairs: &[(&str, &str)]) -> Result<web_sys::Headers, JsValue> {
+pub(super) fn headers(pairs: &[(&str, &str)]) -> Result<Headers, JsValue> {
     headers_of(&header_text_of(pairs.iter().copied()))
 }
 
@@ -193,18 +325,15 @@ pub(super) fn headers(pairs: &[(&str, &str)]) -> Result<web_sys::Headers, JsValu
 /// crossing.
 pub(super) fn response(
     status: u16,
-    base: &web_sys::Headers,
+    base: &Headers,
     extra: &[(&str, &str)],
     body: Option<&[u8]>,
-) -> Result<web_sys::Response, JsValue> {
+) -> Result<Response, JsValue> {
     respond(status, base, &header_text_of(extra.iter().copied()), body)
 }
 
 /// A copy of `headers` with `edit` applied, in one crossing.
-pub(super) fn edited(
-    headers: &web_sys::Headers,
-    edit: &HeaderEdit,
-) -> Result<web_sys::Headers, JsValue> {
+pub(super) fn edited(headers: &Headers, edit: &HeaderEdit) -> Result<Headers, JsValue> {
     let remove = edit.remove.join("\n");
     let set = header_text_of(edit.set.iter().map(|(name, value)| (*name, value.as_str())));
     edited_headers(headers, &remove, &set)

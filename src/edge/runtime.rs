@@ -5,13 +5,14 @@
 //!
 //! `src/entry.js` is the module the runtime loads: it calls [`super::fetch`] with the runtime's
 //! own `request`, `env` and `ctx` objects. Nothing here decides anything.
+//!
+//! No `js-sys` or `web-sys` either: the few runtime types edgeguard touches are declared here,
+//! with only the members it reads. Linking `js-sys` kept ~13 KB of wasm alive (closure shims for
+//! every JS API it binds, used or not, in the panic=unwind build), and its futures ~21 KB more
+//! (`super::task` replaces them).
 
-use js_sys::futures::{future_to_promise, JsFuture};
+use super::task::{self, Settled};
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
-use std::task::{Context as TaskContext, Poll};
-use std::time::Duration;
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(inline_js = r#"
@@ -32,7 +33,7 @@ extern "C" {
     pub type Context;
 
     #[wasm_bindgen(method, catch, js_name = waitUntil)]
-    fn wait_until_promise(this: &Context, promise: &js_sys::Promise) -> Result<(), JsValue>;
+    fn wait_until_promise(this: &Context, promise: &Promise) -> Result<(), JsValue>;
 
     #[wasm_bindgen(js_name = passThrough, catch)]
     fn pass_through(ctx: &Context) -> Result<(), JsValue>;
@@ -40,6 +41,46 @@ extern "C" {
 
 #[wasm_bindgen]
 extern "C" {
+    /// The runtime's `Request`: the visitor's request.
+    #[derive(Clone)]
+    pub type Request;
+    #[wasm_bindgen(method, getter)]
+    pub fn url(this: &Request) -> String;
+    #[wasm_bindgen(method, getter)]
+    pub fn method(this: &Request) -> String;
+    #[wasm_bindgen(method, getter)]
+    pub fn headers(this: &Request) -> Headers;
+    #[wasm_bindgen(method, getter)]
+    pub fn body(this: &Request) -> Option<ReadableStream>;
+    #[wasm_bindgen(method, getter, js_name = bodyUsed)]
+    pub fn body_used(this: &Request) -> bool;
+
+    /// The runtime's `Response`: the origin's, or one of ours.
+    pub type Response;
+    #[wasm_bindgen(method, getter)]
+    pub fn status(this: &Response) -> u16;
+    #[wasm_bindgen(method, getter)]
+    pub fn headers(this: &Response) -> Headers;
+    #[wasm_bindgen(method, getter)]
+    pub fn body(this: &Response) -> Option<ReadableStream>;
+
+    /// The runtime's `Headers`.
+    pub type Headers;
+    #[wasm_bindgen(method, catch)]
+    pub fn get(this: &Headers, name: &str) -> Result<Option<String>, JsValue>;
+    #[wasm_bindgen(method, catch)]
+    pub fn set(this: &Headers, name: &str, value: &str) -> Result<(), JsValue>;
+
+    /// A body stream (never read here, only handed on, counted or cancelled).
+    pub type ReadableStream;
+
+    /// A JS promise: awaited through [`Settled`], or handed to the runtime.
+    pub type Promise;
+
+    /// `Date.now()`: epoch milliseconds (on Workers, the time of the last I/O).
+    #[wasm_bindgen(js_namespace = Date)]
+    pub fn now() -> f64;
+
     #[wasm_bindgen(js_namespace = console, js_name = log)]
     pub(crate) fn console_log_str(message: &str);
     #[wasm_bindgen(js_namespace = console, js_name = warn)]
@@ -51,9 +92,7 @@ extern "C" {
 impl Env {
     /// A text var or secret: `None` when unset or bound to anything but a string.
     pub fn var(&self, name: &str) -> Option<String> {
-        js_sys::Reflect::get(self, &JsValue::from_str(name))
-            .ok()?
-            .as_string()
+        super::js::string_property(self, name)
     }
 
     /// A secret (`wrangler secret put`): to the worker, a text binding like any var.
@@ -66,10 +105,10 @@ impl Context {
     /// Keeps the isolate working on `future` after the response is sent (up to the runtime's
     /// limit). A panic inside it ends that future only.
     pub fn wait_until<F: Future<Output = ()> + 'static>(&self, future: F) {
-        let promise = future_to_promise(AssertUnwindSafe(async move {
+        let promise = task::to_promise(async move {
             future.await;
-            Ok(JsValue::UNDEFINED)
-        }));
+            JsValue::UNDEFINED
+        });
         // Refused only outside a request; the work is then simply not kept alive.
         let _ = self.wait_until_promise(&promise);
     }
@@ -81,32 +120,20 @@ impl Context {
     }
 }
 
-/// Resolves after a duration, on the runtime's timer.
-pub struct Delay(JsFuture);
-
-impl From<Duration> for Delay {
-    fn from(duration: Duration) -> Self {
-        let ms = u32::try_from(duration.as_millis()).unwrap_or(u32::MAX);
-        Delay(JsFuture::from(super::js::sleep(ms)))
-    }
-}
-
-impl Future for Delay {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
-        Pin::new(&mut self.0).poll(cx).map(|_| ())
-    }
+/// Resolves after `ms`, on the runtime's timer (`sleep(0)`: on its next turn, after a response
+/// handed back in this turn has been written).
+pub async fn sleep(ms: u32) {
+    let _ = Settled::from(super::js::sleep(ms)).await;
 }
 
 /// The handler's answer as the promise the runtime awaits. The handler returns a response, never
 /// an error, so the promise never rejects (only a trap of the whole instance can fail it: see
 /// `src/entry.js`).
-pub fn respond<F>(handler: F) -> js_sys::Promise
+pub fn respond<F>(handler: F) -> Promise
 where
-    F: Future<Output = web_sys::Response> + 'static,
+    F: Future<Output = Response> + 'static,
 {
-    future_to_promise(AssertUnwindSafe(async move { Ok(handler.await.into()) }))
+    task::to_promise(handler)
 }
 
 /// Runs once per instance. Arms [`on_abort`], and logs panics to the console (the default hook
@@ -150,3 +177,8 @@ macro_rules! console_error {
 }
 
 pub(crate) use {console_error, console_log, console_warn};
+
+/// Fills `bytes` from the runtime's CSPRNG (`crypto.getRandomValues`).
+pub fn random(bytes: &mut [u8]) -> Result<(), String> {
+    super::js::random_fill(bytes).map_err(|e| super::js::error_message(&e))
+}

@@ -3,16 +3,16 @@
 //! rate limits off every answer, and the client reports of what was dropped. Every decision is
 //! `delivery::Reporter`'s; this file only carries them out against the runtime.
 
-use super::runtime::{console_log, console_warn, Context, Delay};
+use super::js;
+use super::runtime::{self, console_log, console_warn, now, Context, Response};
+use super::task::Settled;
 use super::{count_reporter_failure, js_message};
 use crate::delivery::{self, Discards, Reason, Reporter, CLIENT_REPORT_FLUSH_MS, MIN_GZIP_BYTES};
 use crate::dsn::Dsn;
 use crate::envelope;
 use crate::id::EventId;
 use crate::{SDK_NAME, SDK_VERSION};
-use js_sys::futures::JsFuture;
 use std::cell::{Cell, RefCell};
-use std::time::Duration;
 use wasm_bindgen::{JsCast, JsValue};
 
 /// One attempt at sending that has not finished by then is abandoned. With the one retry a
@@ -50,13 +50,14 @@ pub(super) fn admit(
     let draw = delivery::needs_draw(sample_rate)
         .then(|| {
             let mut random = [0u8; 4];
-            getrandom::fill(&mut random).ok()?;
+            runtime::random(&mut random).ok()?;
             Some(u32::from_le_bytes(random))
         })
         .flatten();
     let sampled = delivery::sampled(sample_rate, draw);
-    let now = js_sys::Date::now();
-    let admitted = with_reporter(|r| r.admit(now, category, sampled, flood_key)).unwrap_or(Ok(()));
+    let now_ms = now();
+    let admitted =
+        with_reporter(|r| r.admit(now_ms, category, sampled, flood_key)).unwrap_or(Ok(()));
     match admitted {
         Ok(()) => true,
         Err(reason) => {
@@ -78,12 +79,12 @@ fn schedule_flush(ctx: &Context, dsn: &Dsn, reason: Reason) {
     );
     let (url, auth) = endpoint(dsn);
     ctx.wait_until(async move {
-        Delay::from(Duration::from_millis(u64::from(CLIENT_REPORT_FLUSH_MS))).await;
+        runtime::sleep(CLIENT_REPORT_FLUSH_MS).await;
         let Some(discards) = with_reporter(Reporter::flush_due).flatten() else {
             return;
         };
-        let now = js_sys::Date::now();
-        let body = envelope::client_report_envelope(now, &discards.client_report(now));
+        let now_ms = now();
+        let body = envelope::client_report_envelope(now_ms, &discards.client_report(now_ms));
         Delivery {
             url,
             auth,
@@ -159,18 +160,19 @@ impl Delivery {
     /// Sends once (twice on a network error) and logs the result. Never shown to the visitor;
     /// a failure is logged and counted (reporting the reporter's failure could recurse).
     pub(super) async fn send(mut self) {
-        let now = js_sys::Date::now();
+        let now_ms = now();
         // A limit may have arrived since admission (another send's answer): drop without a
         // request. A client report alone is held back only by a limit on every category.
         let category = self.category.unwrap_or("internal");
-        if with_reporter(|r| r.limits.is_limited(category, now)) == Some(true) {
+        if with_reporter(|r| r.limits.is_limited(category, now_ms)) == Some(true) {
             self.dropped(Reason::RatelimitBackoff, "rate limited");
             return;
         }
         if self.category.is_some() {
             if let Some(discards) = with_reporter(Reporter::take).flatten() {
-                self.body
-                    .extend_from_slice(&envelope::client_report_item(&discards.client_report(now)));
+                self.body.extend_from_slice(&envelope::client_report_item(
+                    &discards.client_report(now_ms),
+                ));
                 self.carried = Some(discards);
             }
         }
@@ -180,15 +182,17 @@ impl Delivery {
                 .await
                 .map_err(|e| console_warn!("edgeguard: gzip failed, sending plain: {e}"))
                 .ok()
-                .filter(|g| delivery::gzip_pays(plain, g.len()))
+                .filter(|g| delivery::gzip_pays(plain, js::byte_length(g) as usize))
         } else {
             None
         };
-        let wire = gzipped.as_ref().map_or(plain, Vec::len);
-        let answer = match self.post(gzipped.as_deref()).await {
+        let wire = gzipped
+            .as_ref()
+            .map_or(plain, |g| js::byte_length(g) as usize);
+        let answer = match self.post(gzipped.as_ref()).await {
             Err(SendFailure::Network(error)) => {
                 console_warn!("edgeguard: {} not sent ({error}); retrying once", self.what);
-                self.post(gzipped.as_deref()).await
+                self.post(gzipped.as_ref()).await
             }
             other => other,
         };
@@ -206,7 +210,7 @@ impl Delivery {
         };
         let limited = with_reporter(|r| {
             r.limits.update(
-                js_sys::Date::now(),
+                now(),
                 answer.status,
                 answer.rate_limits.as_deref(),
                 answer.retry_after.as_deref(),
@@ -256,8 +260,9 @@ impl Delivery {
         ));
     }
 
-    /// One POST of the envelope (`gzipped`: the compressed body to send instead).
-    async fn post(&self, gzipped: Option<&[u8]>) -> Result<Answer, SendFailure> {
+    /// One POST of the envelope (`gzipped`: the compressed body, a `Uint8Array`, to send
+    /// instead).
+    async fn post(&self, gzipped: Option<&JsValue>) -> Result<Answer, SendFailure> {
         let local = |what: &str, e: &JsValue| SendFailure::Local(js_message(what, e));
         let mut headers = vec![
             ("content-type", envelope::CONTENT_TYPE),
@@ -266,9 +271,11 @@ impl Delivery {
         if gzipped.is_some() {
             headers.push(("content-encoding", "gzip"));
         }
-        let headers = super::js::headers(&headers).map_err(|e| local("Headers", &e))?;
-        let body = js_sys::Uint8Array::from(gzipped.unwrap_or(&self.body));
-        let sent = super::js::fetch_within(
+        let headers = js::headers(&headers).map_err(|e| local("Headers", &e))?;
+        let body = gzipped
+            .cloned()
+            .unwrap_or_else(|| js::copy_bytes(&self.body));
+        let sent = js::fetch_within(
             &self.url,
             "POST",
             &headers,
@@ -277,16 +284,16 @@ impl Delivery {
             SENTRY_SEND_TIMEOUT_MS,
         )
         .map_err(|e| local("fetch", &e))?;
-        match JsFuture::from(sent).await {
+        match Settled::from(sent).await {
             // `null`: no answer in time; the runtime cancels the request when the work ends.
             Ok(value) if value.is_null() => Err(SendFailure::Timeout),
             Err(error) => Err(SendFailure::Network(js_message("fetch", &error))),
             Ok(value) => {
-                let response: web_sys::Response = value
+                let response: Response = value
                     .dyn_into()
                     .map_err(|_| SendFailure::Local("fetch resolved to a non-Response".into()))?;
                 if let Some(body) = response.body() {
-                    let _ = body.cancel();
+                    js::cancel(&body);
                 }
                 let header = |name: &str| response.headers().get(name).ok().flatten();
                 Ok(Answer {
@@ -299,38 +306,11 @@ impl Delivery {
     }
 }
 
-/// `bytes` through the runtime's `CompressionStream("gzip")`. Reached through `Reflect`, so no
-/// extra `web-sys` features (and no compressor in the wasm) are needed.
-async fn gzip(bytes: &[u8]) -> Result<Vec<u8>, String> {
-    let global = js_sys::global();
-    let ctor: js_sys::Function =
-        js_sys::Reflect::get(&global, &JsValue::from_str("CompressionStream"))
-            .ok()
-            .and_then(|c| c.dyn_into().ok())
-            .ok_or("no CompressionStream in this runtime")?;
-    let args = js_sys::Array::of1(&JsValue::from_str("gzip"));
-    let compressor = js_sys::Reflect::construct(&ctor, &args)
-        .map_err(|e| js_message("CompressionStream", &e))?;
-    let input =
-        web_sys::Response::new_with_opt_buffer_source(Some(&js_sys::Uint8Array::from(bytes)))
-            .map_err(|e| js_message("Response", &e))?;
-    let stream = input.body().ok_or("a Response without a body")?;
-    let pipe_through: js_sys::Function =
-        js_sys::Reflect::get(&stream, &JsValue::from_str("pipeThrough"))
-            .ok()
-            .and_then(|f| f.dyn_into().ok())
-            .ok_or("ReadableStream without pipeThrough")?;
-    let compressed = pipe_through
-        .call1(&stream, &compressor)
-        .map_err(|e| js_message("pipeThrough", &e))?;
-    let output = web_sys::Response::new_with_opt_readable_stream(Some(compressed.unchecked_ref()))
-        .map_err(|e| js_message("Response", &e))?;
-    let buffer = JsFuture::from(
-        output
-            .array_buffer()
-            .map_err(|e| js_message("arrayBuffer", &e))?,
-    )
-    .await
-    .map_err(|e| js_message("arrayBuffer", &e))?;
-    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+/// `bytes` gzipped by the runtime (`CompressionStream`), as a `Uint8Array`: it goes to `fetch`
+/// as it is, never back through wasm.
+async fn gzip(bytes: &[u8]) -> Result<JsValue, String> {
+    let compressed = js::gzip(bytes).map_err(|e| js_message("CompressionStream", &e))?;
+    Settled::from(compressed)
+        .await
+        .map_err(|e| js_message("CompressionStream", &e))
 }
