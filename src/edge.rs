@@ -13,7 +13,6 @@
 
 mod js;
 mod runtime;
-mod slab;
 mod task;
 mod transport;
 
@@ -31,12 +30,12 @@ use crate::outcome::{
 use crate::page::{self, prefers_json, PageInput};
 use crate::ratelimit::{CATEGORY_ERROR, CATEGORY_FEEDBACK};
 use crate::route;
+use crate::slab::Slab;
 use crate::time::elapsed_ms;
 use crate::url::UrlParts;
 use crate::{form, lang};
 use js::{header_pairs, some_header_pairs};
 use runtime::{console_error, console_warn, now, Context, Env, Promise, Request, Response};
-use slab::Slab;
 use std::any::Any;
 use std::cell::{Cell, OnceCell, RefCell};
 use std::future::{poll_fn, Future};
@@ -1014,6 +1013,9 @@ fn install_panic_hook() {
     if PANIC_HOOK_INSTALLED.with(|installed| installed.replace(true)) {
         return;
     }
+    crate::executor::on_panic(|| {
+        count_reporter_failure("a background task panicked; it was dropped");
+    });
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let message = info

@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// A Sentry event id. Built from 16 random bytes supplied by the caller (the edge reads them from
-/// `getrandom`), so the core stays deterministic under test.
+/// `crypto.getRandomValues`), so the core stays deterministic under test.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct EventId([u8; 16]);
 

@@ -28,6 +28,7 @@ pub mod delivery;
 pub mod dsn;
 pub mod envelope;
 pub mod event;
+pub mod executor;
 pub mod feedback;
 pub mod form;
 pub mod forward;
@@ -42,6 +43,7 @@ pub mod ratelimit;
 pub mod route;
 pub mod scrub;
 pub mod sha256;
+pub mod slab;
 pub mod time;
 pub mod url;
 
