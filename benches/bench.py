@@ -337,7 +337,7 @@ class Run:
     socket_errors: int = 0
     events: int = 0
     cpu_rounds_us: list[float] = field(default_factory=list)  # CPU µs/req of each round
-    idle_p50_us: int = 0  # p50 with one connection: latency without queueing
+    idle_p50_us: list[int] = field(default_factory=list)  # p50 with one connection, per round
     origin_500s: int = 0  # 500s the origin served during the run (the failures the worker saw)
 
     @property
@@ -404,6 +404,21 @@ def ratio_spread(r: "Run", base: "Run | None") -> str:
     return f" ({min(each):.2f}–{max(each):.2f})" if len(each) >= 2 else ""
 
 
+def median_ms(values_us: list[int]) -> str:
+    return f"{statistics.median(values_us) / 1000:.2f}" if values_us else "–"
+
+
+def idle_gap(failing: Run, passing: Run | None) -> str:
+    """How much longer one failing request takes than one passing request, with one connection:
+    the median over rounds of each round's own gap, with the smallest and largest in brackets
+    (each round measures both cells minutes apart at most)."""
+    if passing is None or not failing.idle_p50_us or len(passing.idle_p50_us) != len(failing.idle_p50_us):
+        return "–"
+    gaps = [(f - p) / 1000 for f, p in zip(failing.idle_p50_us, passing.idle_p50_us)]
+    spread = f" ({min(gaps):+.2f}…{max(gaps):+.2f})" if len(gaps) >= 2 else ""
+    return f"{statistics.median(gaps):+.2f}{spread}"
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -433,8 +448,8 @@ def render(targets: list[Target], runs: dict[tuple[str, str], Run], cold: dict[s
         hdr = "| target | req/s | × JS | p50 ms | p99 ms | CPU µs/req | × JS | p50 ms, 1 conn |"
         sep = "|---|--:|--:|--:|--:|--:|--:|--:|"
         if scen == "500":
-            hdr += " events per 5xx |"
-            sep += "--:|"
+            hdr += " 1 conn: /500 − /1k p50 ms | events per 5xx |"
+            sep += "--:|--:|"
         out.append(hdr)
         out.append(sep)
         for t in targets:
@@ -445,8 +460,9 @@ def render(targets: list[Target], runs: dict[tuple[str, str], Run], cold: dict[s
             p99 = statistics.median(r.p99_us) / 1000
             row = (f"| {t.name} | {fmt_int(r.rps)} | {ratio(r.rps, b.rps) if b else '–'} | {p50:.2f} | "
                    f"{p99:.2f} | {r.cpu_us:.0f} | {ratio(r.cpu_us, b.cpu_us) + ratio_spread(r, b) if b else '–'} | "
-                   f"{r.idle_p50_us / 1000:.2f} |")
+                   f"{median_ms(r.idle_p50_us)} |")
             if scen == "500":
+                row += f" {idle_gap(r, runs.get((t.name, '1k')))} |"
                 if t.is_origin or not t.reports:
                     row += " – |"
                 else:
@@ -471,7 +487,9 @@ def render(targets: list[Target], runs: dict[tuple[str, str], Run], cold: dict[s
                    f"{'+%.0f ms' % (c - bcold) if t.name != base else '–'} | {s:.1f} |")
     out.append("")
     out.append("req/s, p50, p99 and CPU are under load (wrk -c as above, so p50 includes queueing); "
-               "'p50 ms, 1 conn' is a separate pass with one connection: one request's own latency. "
+               "'p50 ms, 1 conn' is a separate pass with one connection: one request's own latency "
+               "(median over as many interleaved rounds as the load phase; the /500 − /1k gap is the "
+               "median of each round's own gap, smallest and largest in brackets). "
                "CPU is the serving process's utime+stime over the run divided by completed requests "
                "(the origin row: nginx's worker); its × JS is over all rounds, with the lowest and "
                "highest of the rounds' own ratios in brackets. Events per 5xx counts envelopes the sink received "
@@ -667,13 +685,17 @@ def main() -> int:
                     log(f"[{n}/{total}] {t.name:20} {path:4} {res['requests'] / (res['duration_us'] / 1e6):9.0f} req/s "
                         f"p50 {res['p50_us'] / 1000:.2f} ms  CPU {cell_cpu_us:.0f} µs/req")
 
-        # Latency without queueing: one connection, so p50 is one request's own time.
-        log(f"single-connection latency pass ({args.idle_seconds} s per cell)")
-        for scen, path, _ in SCENARIOS:
-            for t in targets:
-                res = wrk(t.port, path, args, lua, args.idle_seconds, connections=1)
-                runs[(t.name, scen)].idle_p50_us = res["p50_us"]
-        sink_settled(state)
+        # Latency without queueing: one connection, so p50 is one request's own time. As many
+        # rounds as the load phase, interleaved and rotated the same way: a single pass let one
+        # moment of drift decide a /500-vs-/1k gap (the same build measured +0.16 and +0.77 ms).
+        log(f"single-connection latency pass ({args.rounds} rounds × {args.idle_seconds} s per cell)")
+        for rnd in range(args.rounds):
+            for i, (scen, path, _) in enumerate(SCENARIOS):
+                k = (rnd + i) % len(targets)
+                for t in targets[k:] + targets[:k]:
+                    res = wrk(t.port, path, args, lua, args.idle_seconds, connections=1)
+                    runs[(t.name, scen)].idle_p50_us.append(res["p50_us"])
+            sink_settled(state)
 
         table = render(targets, runs, cold, stream, args, {"workerd": args.workerd_version})
         print(table)

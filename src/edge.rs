@@ -79,6 +79,10 @@ thread_local! {
     /// The header names the request and response edits read, as JS arrays made once.
     static REQUEST_EDIT_READS: JsValue = js::names_array(forward::request_edit_reads());
     static RESPONSE_EDIT_READS: JsValue = js::names_array(forward::response_edit_reads());
+    /// The request headers a failure page needs (the event reads all of them, later).
+    static PAGE_READS: JsValue = js::names_array(["accept", "accept-language", "cf-ray"].into_iter());
+    /// The response headers a failure answer needs (the event reads all of them, later).
+    static FAILING_READS: JsValue = js::names_array(["content-length", "retry-after"].into_iter());
     /// Requests whose origin fetch is in flight, by the key `on_settled` is called with.
     static IN_FLIGHT: RefCell<Slab<InFlight>> = const { RefCell::new(Slab::new()) };
     /// `on_settled` as a JS function, made once per instance (not a closure per request).
@@ -273,12 +277,11 @@ fn report_handled(
     let Some(failure) = notice.filter(|_| config.dsn.is_some()) else {
         return;
     };
-    let headers = header_pairs(&response.headers());
-    let body_size = find_header(&headers, "content-length").and_then(|v| v.trim().parse().ok());
+    let (body_size, _) = failing_reads(response);
     let failed = Failed {
         failure,
         origin: Some(OriginFailure {
-            headers,
+            response: response.clone(),
             body_size,
             retry_after: None,
         }),
@@ -370,10 +373,11 @@ struct Failed {
     call: Option<OriginCall>,
 }
 
-/// The parts of a failing origin response that outlive it: for the event and the page.
+/// What the event and the page need of a failing origin response. The response itself is kept
+/// for its headers, read for the event after the page has gone out (its body is never read).
 #[derive(Clone)]
 struct OriginFailure {
-    headers: Vec<(String, String)>,
+    response: Response,
     body_size: Option<u64>,
     retry_after: Option<String>,
 }
@@ -418,20 +422,25 @@ fn internal(detail: impl Into<String>) -> Failed {
 /// cancelled.
 async fn origin_failing(response: Response) -> Failed {
     let status = response.status();
-    let headers = header_pairs(&response.headers());
-    let content_length =
-        find_header(&headers, "content-length").and_then(|v| v.trim().parse().ok());
-    let retry_after = find_header(&headers, "retry-after").map(str::to_owned);
+    let (content_length, retry_after) = failing_reads(&response);
     let origin = OriginFailure {
         body_size: failing_body_size(&response, content_length).await,
         retry_after,
-        headers,
+        response,
     };
     Failed {
         failure: Failure::OriginStatus { status },
         origin: Some(origin),
         call: None,
     }
+}
+
+/// A response's `Content-Length` (as a number) and `Retry-After`, read in one crossing.
+fn failing_reads(response: &Response) -> (Option<u64>, Option<String>) {
+    let read = FAILING_READS.with(|names| some_header_pairs(&response.headers(), names));
+    let content_length = find_header(&read, "content-length").and_then(|v| v.trim().parse().ok());
+    let retry_after = find_header(&read, "retry-after").map(str::to_owned);
+    (content_length, retry_after)
 }
 
 /// `DEBUG_PANIC_PATH` / `DEBUG_ERROR_PATH` / `DEBUG_TRAP_PATH`: fire inside the handler, on the
@@ -568,8 +577,8 @@ async fn fetch_origin(
     origin_answered(Settled::from(sent).await, config, attempt)
 }
 
-/// The visitor's request as read once for a failure: its headers cross the JS boundary only on
-/// this path, never on a passing request.
+/// The visitor's request as read for a failure page: the few headers the page needs, in one
+/// crossing. The event reads all of them after the page has gone out (`EventJob::build`).
 struct Visitor<'a> {
     req: &'a Request,
     headers: Vec<(String, String)>,
@@ -579,7 +588,7 @@ impl<'a> Visitor<'a> {
     fn read(req: &'a Request) -> Self {
         Visitor {
             req,
-            headers: header_pairs(&req.headers()),
+            headers: PAGE_READS.with(|names| some_header_pairs(&req.headers(), names)),
         }
     }
 
@@ -747,7 +756,6 @@ fn report_event(
         failed: failed.clone(),
         // The JS reference, not `Request.clone()` (which would tee the body).
         req: Clone::clone(visitor.req),
-        headers: visitor.headers.clone(),
         with_request,
     };
     let id = job.id;
@@ -906,7 +914,6 @@ struct EventJob {
     config: Rc<Config>,
     failed: Failed,
     req: Request,
-    headers: Vec<(String, String)>,
     with_request: bool,
 }
 
@@ -918,14 +925,20 @@ impl EventJob {
         let parts = UrlParts::split(&url)?;
         let colo = js::cf_string(&self.req, "colo");
         let method = self.req.method();
+        // All headers, read now that the page has gone out; the event scrubs them.
+        let headers = header_pairs(&self.req.headers());
         let request = RequestInfo {
             method: &method,
             url: parts,
-            headers: &self.headers,
+            headers: &headers,
         };
+        let origin_headers = failed
+            .origin
+            .as_ref()
+            .map(|origin| header_pairs(&origin.response.headers()));
         let response = failed.origin.as_ref().map(|origin| ResponseInfo {
             status: failed.failure.status(),
-            headers: &origin.headers,
+            headers: origin_headers.as_deref().unwrap_or_default(),
             body_size: origin.body_size,
         });
         let event = event::build(&EventInput {
@@ -934,7 +947,7 @@ impl EventJob {
             failure: &failed.failure,
             request: self.with_request.then_some(&request),
             response: response.as_ref(),
-            ray_id: find_header(&self.headers, "cf-ray"),
+            ray_id: find_header(&headers, "cf-ray"),
             server_name: colo.as_deref().unwrap_or_else(|| parts.hostname()),
             colo: colo.as_deref(),
             origin_call: failed.call.as_ref(),

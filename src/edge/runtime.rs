@@ -56,6 +56,7 @@ extern "C" {
     pub fn body_used(this: &Request) -> bool;
 
     /// The runtime's `Response`: the origin's, or one of ours.
+    #[derive(Clone)]
     pub type Response;
     #[wasm_bindgen(method, getter)]
     pub fn status(this: &Response) -> u16;
