@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use wasm_bindgen::prelude::Closure;
 use wasm_bindgen::JsValue;
 
-pub use executor::spawn;
+use executor::spawn;
 
 thread_local! {
     /// Promises awaited, by the key their callback is called with.
