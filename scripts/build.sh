@@ -17,7 +17,16 @@ cd "$EDGEGUARD_ROOT"
 #    dependency, e.g. the value in "called `Result::unwrap()` on an `Err` value: ...". Such a
 #    panic is still caught, paged and reported, with its location. (std's optimize_for_size
 #    feature was tried and left out: -1.6 KB gzip, but +12% CPU per proxied request.)
-RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-Cpanic=unwind -Zfmt-debug=none" \
+#    std and the dependencies are compiled from this machine's toolchain and cargo directories,
+#    so their panic locations would carry those paths (/root/.rustup/..., /root/.cargo/...)
+#    into the wasm and into a panic's event. They are remapped: std to /rustc/<commit>, what a
+#    prebuilt std shows (`event.rs` marks such a frame not in-app), the crates to /cargo. The
+#    same on every machine; edgeguard's own paths are already relative (src/...).
+sysroot_src="$(rustc +nightly --print sysroot)/lib/rustlib/src/rust"
+std_commit="$(rustc +nightly -vV | sed -n 's/^commit-hash: //p')"
+remap="--remap-path-prefix=$sysroot_src=/rustc/${std_commit:-nightly}"
+remap="$remap --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
+RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-Cpanic=unwind -Zfmt-debug=none $remap" \
   cargo +nightly build --lib --release --target wasm32-unknown-unknown \
   -Zbuild-std=std,panic_unwind "$@"
 

@@ -243,6 +243,12 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
+/// Whether a panic location is in Rust's standard library (the build maps its sources to
+/// `/rustc/<commit>/`, as a prebuilt std has them) rather than in edgeguard.
+fn is_std_source(file: &str) -> bool {
+    file.starts_with("/rustc/")
+}
+
 /// `exception.values`, innermost first; the mechanism (how edgeguard caught it) goes on the
 /// outermost value, and a known source location becomes an in-app frame.
 fn exception_values(failure: &Failure) -> Vec<Value> {
@@ -256,11 +262,12 @@ fn exception_values(failure: &Failure) -> Vec<Value> {
                 .with("type", exception.ty)
                 .with("value", exception.value);
             if let Some(frame) = exception.frame {
+                let in_app = !is_std_source(&frame.file);
                 let frame = Object::new()
                     .with("filename", frame.file)
                     .with("lineno", frame.line)
                     .with("colno", frame.column)
-                    .with("in_app", true);
+                    .with("in_app", in_app);
                 value.insert(
                     "stacktrace",
                     Object::new().with("frames", vec![Value::Object(frame)]),
@@ -425,6 +432,24 @@ mod tests {
                 r#""type":"panic","value":"attempt to divide by zero"}]}"#
             )
         );
+    }
+
+    #[test]
+    fn a_panic_inside_std_is_not_an_in_app_frame() {
+        let failure = Failure::Panic {
+            message: "index out of bounds".into(),
+            location: Some(crate::outcome::SourceLocation {
+                file: "/rustc/e50aa6fba4e63ab34c72bf9acfd2c307c1155d1a/library/core/src/str/mod.rs"
+                    .into(),
+                line: 7,
+                column: 5,
+            }),
+        };
+        let values = exception_values(&failure);
+        let frame = values[0].to_json();
+        assert!(frame.contains(r#""in_app":false"#), "{frame}");
+        assert!(is_std_source("/rustc/abc/library/alloc/src/vec/mod.rs"));
+        assert!(!is_std_source("src/edge.rs"));
     }
 
     #[test]
