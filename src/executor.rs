@@ -275,6 +275,30 @@ mod tests {
     }
 
     #[test]
+    fn a_panicking_task_drops_what_it_holds() {
+        // What `edge::task::to_promise` relies on to answer a request whose task panicked.
+        struct Guard(Rc<Cell<bool>>);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                self.0.set(true);
+            }
+        }
+        let dropped = Rc::new(Cell::new(false));
+        let guard = Guard(Rc::clone(&dropped));
+        spawn(async move {
+            let _held = guard;
+            Pending { key: None }.await;
+            panic!("after an await");
+        });
+        assert!(!dropped.get(), "still waiting");
+        resolve(LAST_KEY.with(Cell::get), 1);
+        assert!(
+            dropped.get(),
+            "the panicked task was dropped, and its guard with it"
+        );
+    }
+
+    #[test]
     fn an_outcome_nobody_waits_for_is_freed_and_its_key_not_reused_before() {
         let mut outcomes = Outcomes::new();
         let waker = Waker::from(Arc::new(TaskWaker(u32::MAX)));

@@ -106,10 +106,13 @@ impl Context {
     /// Keeps the isolate working on `future` after the response is sent (up to the runtime's
     /// limit). A panic inside it ends that future only.
     pub fn wait_until<F: Future<Output = ()> + 'static>(&self, future: F) {
-        let promise = task::to_promise(async move {
-            future.await;
-            JsValue::UNDEFINED
-        });
+        let promise = task::to_promise(
+            async move {
+                future.await;
+                JsValue::UNDEFINED
+            },
+            || JsValue::UNDEFINED,
+        );
         // Refused only outside a request; the work is then simply not kept alive.
         let _ = self.wait_until_promise(&promise);
     }
@@ -134,7 +137,9 @@ pub fn respond<F>(handler: F) -> Promise
 where
     F: Future<Output = Response> + 'static,
 {
-    task::to_promise(handler)
+    // A panic the handler did not catch (none should get past `guarded`) still answers: a
+    // bare 500 rather than a request left hanging.
+    task::to_promise(handler, || super::js::bare(500).into())
 }
 
 /// Runs once per instance. Arms [`on_abort`], and logs panics to the console (the default hook

@@ -23,14 +23,46 @@ thread_local! {
 }
 
 /// `future`'s output as a promise, for the runtime (which awaits a promise, not a future).
-pub fn to_promise<T: Into<JsValue>>(future: impl Future<Output = T> + 'static) -> Promise {
+/// Should the task end without an output (a panic the future did not catch: the executor then
+/// drops it), the promise resolves to `fallback()` instead of never settling.
+pub fn to_promise<T: Into<JsValue>>(
+    future: impl Future<Output = T> + 'static,
+    fallback: fn() -> JsValue,
+) -> Promise {
     let deferred = js::Deferred::new();
     let promise = deferred.promise();
+    let mut answer = Answer {
+        deferred: Some(deferred),
+        fallback,
+    };
     spawn(async move {
         let value = future.await.into();
-        deferred.resolve(&value);
+        answer.give(&value);
     });
     promise
+}
+
+/// The resolving end of a promise handed to the runtime: resolved once, by the output or, when
+/// dropped unresolved, by the fallback.
+struct Answer {
+    deferred: Option<js::Deferred>,
+    fallback: fn() -> JsValue,
+}
+
+impl Answer {
+    fn give(&mut self, value: &JsValue) {
+        if let Some(deferred) = self.deferred.take() {
+            deferred.resolve(value);
+        }
+    }
+}
+
+impl Drop for Answer {
+    fn drop(&mut self) {
+        if let Some(deferred) = self.deferred.take() {
+            deferred.resolve(&(self.fallback)());
+        }
+    }
 }
 
 /// A JS promise as a future: its value, or its rejection as `Err`.
