@@ -24,6 +24,7 @@ import gzip
 import http.client
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -267,7 +268,8 @@ def capnp_str(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def write_worker_dir(t: Target, state: Path, vars_: dict[str, str]) -> None:
+def write_worker_dir(t: Target, state: Path, vars_: dict[str, str], v8_flags: tuple[str, ...] = (),
+                     config: str = "config.capnp") -> None:
     d = state / "workers" / t.slug
     d.mkdir(parents=True, exist_ok=True)
     mods = []
@@ -276,9 +278,10 @@ def write_worker_dir(t: Target, state: Path, vars_: dict[str, str]) -> None:
         kind = "wasm" if m.name.endswith(".wasm") else "esModule"
         mods.append(f"    (name = {capnp_str(m.name)}, {kind} = embed {capnp_str(m.name)}),")
     binds = [f"    (name = {capnp_str(k)}, text = {capnp_str(v)})," for k, v in vars_.items()]
-    (d / "config.capnp").write_text(f"""using Workerd = import "/workerd/workerd.capnp";
+    flags = f"  v8Flags = [{', '.join(capnp_str(f) for f in v8_flags)}],\n" if v8_flags else ""
+    (d / config).write_text(f"""using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (
-  services = [
+{flags}  services = [
     (name = "main", worker = .w),
     # workerd's implicit "internet" reaches only public addresses; origin and sink are local.
     (name = "internet", network = (allow = ["public", "private", "local"])),
@@ -503,9 +506,97 @@ def render(targets: list[Target], runs: dict[tuple[str, str], Run], cold: dict[s
 # ------------------------------------------------------------------------------------------------
 
 
+# V8 traces each wasm function it compiles, with its own timing (workerd hands the config's
+# v8Flags to V8). Tier-up off: what is left is the baseline (Liftoff) compile that V8's lazy
+# compilation runs the first time a function is called.
+COMPILE_TRACE_FLAGS = ("--trace-wasm-compilation-times", "--no-wasm-tier-up")
+COMPILED_RE = re.compile(r"#(\d+) using Liftoff, took (\d+) μs.*?bodysize (\d+)")
+
+
+def leb128(b: bytes, i: int) -> tuple[int, int]:
+    n = shift = 0
+    while True:
+        x = b[i]
+        i += 1
+        n |= (x & 0x7F) << shift
+        shift += 7
+        if x < 0x80:
+            return n, i
+
+
+def wasm_code_facts(wasm: Path) -> tuple[int, dict[int, str]]:
+    """The bytes of all function bodies, and function index -> name from the `name` section
+    (empty for a build without one: `EDGEGUARD_WASM_NAMES=1 scripts/build.sh` keeps it)."""
+    b, i, code, names = wasm.read_bytes(), 8, 0, {}
+    while i < len(b):
+        section, i = b[i], i + 1
+        size, i = leb128(b, i)
+        end = i + size
+        if section == 10:  # code: a count, then each body with its size first
+            count, j = leb128(b, i)
+            for _ in range(count):
+                body, j = leb128(b, j)
+                code += body
+                j += body
+        elif section == 0:  # custom: "name", subsection 1 = function names
+            length, j = leb128(b, i)
+            if b[j:j + length] == b"name":
+                j += length
+                while j < end:
+                    sub, j = b[j], j + 1
+                    sub_size, j = leb128(b, j)
+                    if sub == 1:
+                        count, k = leb128(b, j)
+                        for _ in range(count):
+                            index, k = leb128(b, k)
+                            length, k = leb128(b, k)
+                            names[index] = b[k:k + length].decode(errors="replace")
+                            k += length
+                    j += sub_size
+        i = end
+    return code, names
+
+
+def first_request_compile(t: Target, procs: "Procs", workerd: Path, state: Path,
+                          vars_: dict[str, str]) -> None:
+    """Starts a fresh process with V8's compile trace on, sends it one /1k and prints what wasm
+    that first request compiled: most of a cold start's cost beyond a JS worker's."""
+    write_worker_dir(t, state, vars_, COMPILE_TRACE_FLAGS, "config-trace.capnp")
+    assert t.dir is not None
+    runs = []  # three fresh processes: the times move with the machine, the functions do not
+    for i in range(3):
+        log_path = state / f"workerd-{t.slug}-trace-{i}.log"
+        log_path.unlink(missing_ok=True)
+        proc = procs.start([str(workerd), "serve", str(t.dir / "config-trace.capnp")], log_path, cwd=t.dir)
+        try:
+            wait_200(t.port, proc)
+            time.sleep(0.2)
+        finally:
+            procs.stop(proc)
+        runs.append([tuple(int(g) for g in m.groups())
+                     for m in COMPILED_RE.finditer(log_path.read_text(errors="replace"))])
+    runs.sort(key=lambda run: sum(c[1] for c in run))
+    compiled = runs[1]
+    code, names = wasm_code_facts(t.modules[1])
+    print(f"\n### First request: the wasm it compiled, {t.name}\n```")
+    if not compiled:
+        print(f"no compile trace in {log_path} (this V8 ignored {' '.join(COMPILE_TRACE_FLAGS)}?)")
+    else:
+        totals = ", ".join(f"{sum(c[1] for c in run) / 1000:.1f}" for run in runs)
+        body = sum(c[2] for c in compiled)
+        print(f"{len(compiled)} functions, {body:,} of the module's {code:,} bytes of code, compiled "
+              f"(Liftoff, V8's own clock) in {totals} ms in three fresh processes; the median one:\n")
+        print("    µs   bytes  function (largest compile times)")
+        for index, took, size in sorted(compiled, key=lambda c: -c[1])[:12]:
+            name = re.sub(r"\[[0-9a-f]{16}\]", "", names.get(index, f"wasm-function[{index}]"))
+            print(f"{took:6d}  {size:6d}  {name[:110]}")
+    print("```")
+
+
 def profile(targets: list[Target], procs: "Procs", workerd: Path, state: Path,
-            args: argparse.Namespace, lua: Path) -> None:
-    """Restarts each edgeguard build with the V8 inspector on and samples it under load."""
+            args: argparse.Namespace, lua: Path, vars_: dict[str, str]) -> None:
+    """Restarts each edgeguard build with the V8 inspector on and samples it under load; then
+    traces what its first request compiles."""
     node = shutil.which("node") or "node"
     script = ROOT / "benches" / "cpu-profile.mjs"
     for t in targets:
@@ -527,6 +618,8 @@ def profile(targets: list[Target], procs: "Procs", workerd: Path, state: Path,
             report, _ = sampler.communicate(timeout=args.profile + 30)
             print(f"\n### CPU profile: {t.name} {path}\n```\n{report.strip()}\n```")
         sink_settled(state)
+        procs.stop(t.proc)
+        first_request_compile(t, procs, workerd, state, vars_)
 
 
 def main() -> int:
@@ -702,7 +795,7 @@ def main() -> int:
         if args.out:
             args.out.write_text(table + "\n")
         if args.profile:
-            profile(targets, procs, workerd, state, args, lua)
+            profile(targets, procs, workerd, state, args, lua, vars_)
         if args.state is None:
             shutil.rmtree(state, ignore_errors=True)
         return 0
