@@ -571,6 +571,9 @@ def first_request_compile(t: Target, procs: "Procs", workerd: Path, state: Path,
         try:
             wait_200(t.port, proc)
             time.sleep(0.2)
+        except RuntimeError as e:  # e.g. a workerd whose V8 rejects one of the flags
+            print(f"\n### First request: {t.name}: not traced ({e}; see {log_path})")
+            return
         finally:
             procs.stop(proc)
         runs.append([tuple(int(g) for g in m.groups())
