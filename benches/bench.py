@@ -560,7 +560,7 @@ def wasm_code_facts(wasm: Path) -> tuple[int, dict[int, str]]:
 def first_request_compile(t: Target, procs: "Procs", workerd: Path, state: Path,
                           vars_: dict[str, str]) -> None:
     """Starts a fresh process with V8's compile trace on, sends it one /1k and prints what wasm
-    that first request compiled: most of a cold start's cost beyond a JS worker's."""
+    that first request compiled: a large part of the cold start beyond a JS worker's."""
     write_worker_dir(t, state, vars_, COMPILE_TRACE_FLAGS, "config-trace.capnp")
     assert t.dir is not None
     runs = []  # three fresh processes: the times move with the machine, the functions do not
