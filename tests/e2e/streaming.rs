@@ -1,6 +1,7 @@
 //! Bodies stream in both directions and are never collected: large transfers
 //! arrive byte-exact while workerd's memory stays flat, a trickling origin
-//! reaches the visitor before it has finished, and a failing body is only
+//! reaches the visitor before it has finished (and keeps streaming past the
+//! origin timeout, which bounds only the wait for the head), and a failing body is only
 //! counted (a bounded prefix) for the event, never shown.
 //!
 //! The memory figures are printed (`cargo test --test e2e streaming --
@@ -115,7 +116,27 @@ fn a_32_mib_upload_reaches_the_origin_byte_exact_with_flat_memory() {
 fn a_trickling_origin_reaches_the_visitor_before_it_finishes() {
     let origin = Origin::start();
     let worker = Worker::start(&[("ORIGIN_URL", &origin.url())]);
+    trickle_through(&worker, &origin, Duration::ZERO);
+}
 
+/// `ORIGIN_TIMEOUT_MS` bounds the wait for the origin's response head, never the body: a body
+/// that is still streaming when the timeout passes arrives whole, with no 504 and no event.
+#[test]
+fn a_body_still_streaming_past_the_origin_timeout_arrives_whole() {
+    let origin = Origin::start();
+    let sink = Sink::start(SinkMode::Accept);
+    let worker = Worker::start(&[
+        ("ORIGIN_URL", &origin.url()),
+        ("SENTRY_DSN", &sink.dsn()),
+        ("ORIGIN_TIMEOUT_MS", "500"),
+    ]);
+    trickle_through(&worker, &origin, Duration::from_millis(1500));
+    sink.assert_requests_stay(0, Duration::from_secs(1));
+}
+
+/// GETs `/trickle` through `worker`: the first part must arrive while the origin still holds
+/// the rest; `hold` later the origin sends the rest, which must arrive too.
+fn trickle_through(worker: &Worker, origin: &Origin, hold: Duration) {
     let stream = std::net::TcpStream::connect(("127.0.0.1", worker.port())).unwrap();
     {
         use std::io::Write;
@@ -149,6 +170,7 @@ fn a_trickling_origin_reaches_the_visitor_before_it_finishes() {
         !origin.trickle_done(),
         "the origin was still holding the rest"
     );
+    std::thread::sleep(hold);
     origin.open_gate();
     reader.read_to_end(&mut seen).unwrap();
     assert!(contains_bytes(&seen, TRICKLE_REST), "{seen:?}");
