@@ -1,8 +1,8 @@
 //! Bodies stream in both directions and are never collected: large transfers
 //! arrive byte-exact while workerd's memory stays flat, a trickling origin
 //! reaches the visitor before it has finished (and keeps streaming past the
-//! origin timeout, which bounds only the wait for the head), and a failing body is only
-//! counted (a bounded prefix) for the event, never shown.
+//! origin timeout, which bounds only the wait for the head), and a failing
+//! body is only counted (a bounded prefix) for the event, never shown.
 //!
 //! The memory figures are printed (`cargo test --test e2e streaming --
 //! --nocapture`); the assertions only catch buffering, which would grow the
