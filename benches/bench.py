@@ -42,6 +42,9 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 COMPATIBILITY_DATE = "2026-11-01"  # as wrangler.toml and the e2e harness
 DSN_KEY = "benchpublickey0123456789abcdef0"
 SCENARIOS = [("1k", "/1k", 200), ("1m", "/1m", 200), ("500", "/500", 500)]
+# The single-connection pass one request at a time: 25 ms between requests, far more than any of
+# these workers spends after a response (edgeguard: a few ms of deferral, then ~0.4 ms of CPU).
+PACE_S = 0.025
 ORIGIN_500_BODY = "origin debug page: Traceback DEBUG-SECRET"
 
 WRK_LUA = """
@@ -125,6 +128,32 @@ def get(port: int, path: str, timeout: float = 5.0) -> tuple[int, dict[str, str]
         return r.status, {k.lower(): v for k, v in r.getheaders()}, body
     finally:
         conn.close()
+
+
+def paced_p50_us(port: int, paths: list[str], seconds: float) -> dict[str, int]:
+    """Requests one at a time on one keep-alive connection, PACE_S apart, the paths taking turns,
+    for `seconds`: each path's median latency in µs. The pause lets whatever a worker does after
+    its response (reporting in waitUntil) finish before the next request, so each latency is the
+    visitor's own wait; taking turns puts both paths in the same moment of the machine."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    latencies: dict[str, list[int]] = {path: [] for path in paths}
+    try:
+        end = time.monotonic() + seconds
+        n = 0
+        while time.monotonic() < end or n < 20 * len(paths):
+            path = paths[n % len(paths)]
+            n += 1
+            t0 = time.perf_counter_ns()
+            conn.request("GET", path)
+            r = conn.getresponse()
+            while r.read(1 << 16):
+                pass
+            latencies[path].append((time.perf_counter_ns() - t0) // 1000)
+            time.sleep(PACE_S)
+    finally:
+        conn.close()
+    # The first few warm the connection.
+    return {path: int(statistics.median(values[5:])) for path, values in latencies.items()}
 
 
 def drain(port: int, path: str, timeout: float = 60.0) -> int:
@@ -341,6 +370,7 @@ class Run:
     events: int = 0
     cpu_rounds_us: list[float] = field(default_factory=list)  # CPU µs/req of each round
     idle_p50_us: list[int] = field(default_factory=list)  # p50 with one connection, per round
+    paced_p50_us: list[int] = field(default_factory=list)  # p50 one request at a time, per round
     origin_500s: int = 0  # 500s the origin served during the run (the failures the worker saw)
 
     @property
@@ -411,13 +441,14 @@ def median_ms(values_us: list[int]) -> str:
     return f"{statistics.median(values_us) / 1000:.2f}" if values_us else "–"
 
 
-def idle_gap(failing: Run, passing: Run | None) -> str:
-    """How much longer one failing request takes than one passing request, with one connection:
-    the median over rounds of each round's own gap, with the smallest and largest in brackets
-    (each round measures both cells minutes apart at most)."""
-    if passing is None or not failing.idle_p50_us or len(passing.idle_p50_us) != len(failing.idle_p50_us):
+def idle_gap(failing: Run, passing: Run | None, what: str = "idle_p50_us") -> str:
+    """How much longer one failing request takes than one passing request, with one connection
+    (`what`: back to back, or paced): the median over rounds of each round's own gap, with the
+    smallest and largest in brackets (each round measures both cells minutes apart at most)."""
+    f_us, p_us = getattr(failing, what), getattr(passing, what, [])
+    if passing is None or not f_us or len(p_us) != len(f_us):
         return "–"
-    gaps = [(f - p) / 1000 for f, p in zip(failing.idle_p50_us, passing.idle_p50_us)]
+    gaps = [(f - p) / 1000 for f, p in zip(f_us, p_us)]
     spread = f" ({min(gaps):+.2f}…{max(gaps):+.2f})" if len(gaps) >= 2 else ""
     return f"{statistics.median(gaps):+.2f}{spread}"
 
@@ -448,11 +479,12 @@ def render(targets: list[Target], runs: dict[tuple[str, str], Run], cold: dict[s
         b = runs.get((base, scen))
         out.append(f"**{path}** ({'origin 500' if scen == '500' else 'origin 200, ' + ('1 KiB' if scen == '1k' else '1 MiB')})")
         out.append("")
-        hdr = "| target | req/s | × JS | p50 ms | p99 ms | CPU µs/req | × JS | p50 ms, 1 conn |"
-        sep = "|---|--:|--:|--:|--:|--:|--:|--:|"
+        hdr = ("| target | req/s | × JS | p50 ms | p99 ms | CPU µs/req | × JS | p50 ms, 1 conn "
+               "| p50 ms, one at a time |")
+        sep = "|---|--:|--:|--:|--:|--:|--:|--:|--:|"
         if scen == "500":
-            hdr += " 1 conn: /500 − /1k p50 ms | events per 5xx |"
-            sep += "--:|--:|"
+            hdr += " /500 − /1k, one at a time | /500 − /1k, 1 conn | events per 5xx |"
+            sep += "--:|--:|--:|"
         out.append(hdr)
         out.append(sep)
         for t in targets:
@@ -463,9 +495,10 @@ def render(targets: list[Target], runs: dict[tuple[str, str], Run], cold: dict[s
             p99 = statistics.median(r.p99_us) / 1000
             row = (f"| {t.name} | {fmt_int(r.rps)} | {ratio(r.rps, b.rps) if b else '–'} | {p50:.2f} | "
                    f"{p99:.2f} | {r.cpu_us:.0f} | {ratio(r.cpu_us, b.cpu_us) + ratio_spread(r, b) if b else '–'} | "
-                   f"{median_ms(r.idle_p50_us)} |")
+                   f"{median_ms(r.idle_p50_us)} | {median_ms(r.paced_p50_us)} |")
             if scen == "500":
-                row += f" {idle_gap(r, runs.get((t.name, '1k')))} |"
+                passing = runs.get((t.name, "1k"))
+                row += f" {idle_gap(r, passing, 'paced_p50_us')} | {idle_gap(r, passing)} |"
                 if t.is_origin or not t.reports:
                     row += " – |"
                 else:
@@ -490,9 +523,12 @@ def render(targets: list[Target], runs: dict[tuple[str, str], Run], cold: dict[s
                    f"{'+%.0f ms' % (c - bcold) if t.name != base else '–'} | {s:.1f} |")
     out.append("")
     out.append("req/s, p50, p99 and CPU are under load (wrk -c as above, so p50 includes queueing); "
-               "'p50 ms, 1 conn' is a separate pass with one connection: one request's own latency "
-               "(median over as many interleaved rounds as the load phase; the /500 − /1k gap is the "
-               "median of each round's own gap, smallest and largest in brackets). "
+               "'p50 ms, 1 conn' is a separate pass with one connection, requests back to back (wrk -c1), "
+               "so a request can wait for what the worker does after the previous response; 'one at "
+               f"a time' sends /1k and /500 in turns, {PACE_S * 1000:.0f} ms apart, so each latency "
+               "is the visitor's own wait (both: median over as many interleaved rounds as the load "
+               "phase; a /500 − /1k gap is the median of each round's own gap, smallest and largest "
+               "in brackets). "
                "CPU is the serving process's utime+stime over the run divided by completed requests "
                "(the origin row: nginx's worker); its × JS is over all rounds, with the lowest and "
                "highest of the rounds' own ratios in brackets. Events per 5xx counts envelopes the sink received "
@@ -667,6 +703,7 @@ def main() -> int:
     targets = [
         Target("origin direct", origin_port, reports=False),
         Target("js-passthrough", args.port_base + 2, [args.bundles / "passthrough.js"], reports=False),
+        Target("js-floor", args.port_base + 6, [args.bundles / "floor.js"]),
         Target("edgeguard", args.port_base + 3, [args.build / "index.js", args.build / "index_bg.wasm"]),
         Target("toucan-js", args.port_base + 4, [args.bundles / "toucan.js"]),
         Target("@sentry/cloudflare", args.port_base + 5, [args.bundles / "sentry-cloudflare.js"],
@@ -674,7 +711,7 @@ def main() -> int:
     ]
     for i, v in enumerate(args.variant):
         name, _, d = v.partition("=")
-        targets.append(Target(name, args.port_base + 6 + i, [Path(d) / "index.js", Path(d) / "index_bg.wasm"],
+        targets.append(Target(name, args.port_base + 7 + i, [Path(d) / "index.js", Path(d) / "index_bg.wasm"],
                               reports=not args.variant_no_report))
     if args.only:
         keep = set(args.only.split(",")) | {"js-passthrough"}
@@ -784,7 +821,11 @@ def main() -> int:
         # Latency without queueing: one connection, so p50 is one request's own time. As many
         # rounds as the load phase, interleaved and rotated the same way: a single pass let one
         # moment of drift decide a /500-vs-/1k gap (the same build measured +0.16 and +0.77 ms).
-        log(f"single-connection latency pass ({args.rounds} rounds × {args.idle_seconds} s per cell)")
+        # Two ways: back to back (wrk -c1: the next request can wait for what the worker does after
+        # the previous response, e.g. build and send its event), and one at a time (PACE_S apart:
+        # only the visitor's own wait, which is what "reporting after the response" promises).
+        log(f"single-connection latency passes ({args.rounds} rounds × {args.idle_seconds} s per cell, "
+            f"then /1k and /500 one at a time, {2 * args.idle_seconds} s per target)")
         for rnd in range(args.rounds):
             for i, (scen, path, _) in enumerate(SCENARIOS):
                 k = (rnd + i) % len(targets)
@@ -792,6 +833,14 @@ def main() -> int:
                     res = wrk(t.port, path, args, lua, args.idle_seconds, connections=1)
                     runs[(t.name, scen)].idle_p50_us.append(res["p50_us"])
             sink_settled(state)
+            k = rnd % len(targets)
+            for t in targets[k:] + targets[:k]:
+                paced = paced_p50_us(t.port, [p for s_, p, _ in SCENARIOS if s_ in ("1k", "500")],
+                                     2 * args.idle_seconds)
+                for scen, path, _ in SCENARIOS:
+                    if path in paced:
+                        runs[(t.name, scen)].paced_p50_us.append(paced[path])
+                sink_settled(state)
 
         table = render(targets, runs, cold, stream, args, {"workerd": args.workerd_version})
         print(table)

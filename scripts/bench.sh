@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The benchmark: edgeguard vs a no-op JS pass-through, toucan-js and @sentry/cloudflare, each under
-# workerd started directly, behind one local nginx origin and Sentry sink, loaded with wrk on
-# 127.0.0.1. Prints one Markdown table and writes it to benches/RESULTS.md. About 8 minutes.
+# The benchmark: edgeguard vs a no-op JS pass-through, a minimal hand-written reporter (the floor),
+# toucan-js and @sentry/cloudflare, each under workerd started directly, behind one local nginx
+# origin and Sentry sink, loaded with wrk on 127.0.0.1. Prints one Markdown table and writes it to
+# benches/RESULTS.md. About 10 minutes.
 #
 #   scripts/bench.sh [bench.py options]     e.g. --duration 4 --rounds 1 for a quick look
 #
@@ -27,7 +28,8 @@ scripts/setup.sh
 # shellcheck source=scripts/env.sh
 source scripts/env.sh
 
-# The JS workers: pinned in benches/package-lock.json, bundled and minified like a careful deploy.
+# The JS workers: the SDKs pinned in benches/package-lock.json, bundled and minified like a careful
+# deploy.
 stamp="benches/node_modules/.edgeguard-lock"
 if [ ! -f "$stamp" ] || ! cmp -s benches/package-lock.json "$stamp"; then
   say "installing the JS SDKs into benches/node_modules"
@@ -36,7 +38,7 @@ if [ ! -f "$stamp" ] || ! cmp -s benches/package-lock.json "$stamp"; then
 fi
 BUNDLES="$ROOT/target/bench-bundles"
 mkdir -p "$BUNDLES"
-for w in passthrough toucan sentry-cloudflare; do
+for w in passthrough floor toucan sentry-cloudflare; do
   esbuild "benches/workers/$w.js" --bundle --format=esm --minify --platform=neutral \
     --conditions=workerd,worker,browser --main-fields=module,main --external:'node:*' \
     --outfile="$BUNDLES/$w.js" --log-level=warning

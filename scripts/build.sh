@@ -55,7 +55,8 @@ cp src/entry.js "$stage/entry.js"
 #    nothing newer than workerd supports, and exception handling is what the panic=unwind build
 #    and wasm-bindgen's catch wrappers use.
 # EDGEGUARD_WASM_NAMES=1 keeps the names section, for a CPU profile that names wasm functions
-# (`scripts/bench.sh --profile`); never for a deploy.
+# (`scripts/bench.sh --profile`) or a size profile (`scripts/size-profile.sh`); never for a
+# deploy.
 names=()
 [ "${EDGEGUARD_WASM_NAMES:-0}" = 1 ] && names=(--debuginfo)
 "${WASM_OPT_BIN:-wasm-opt}" -Oz "${names[@]}" --strip-producers --strip-target-features \
@@ -64,7 +65,9 @@ names=()
   "$stage/index_bg.wasm" -o "$stage/index_bg.opt.wasm"
 
 # Replace build/ only when everything above worked, and leave nothing else in it.
-mkdir -p build
-rm -rf build/worker build/snippets build/package.json
-mv "$stage/bundle.js" build/index.js
-mv "$stage/index_bg.opt.wasm" build/index_bg.wasm
+# EDGEGUARD_BUILD_DIR writes elsewhere (a profiling build beside the real one).
+out="${EDGEGUARD_BUILD_DIR:-build}"
+mkdir -p "$out"
+rm -rf "$out/worker" "$out/snippets" "$out/package.json"
+mv "$stage/bundle.js" "$out/index.js"
+mv "$stage/index_bg.opt.wasm" "$out/index_bg.wasm"

@@ -124,8 +124,9 @@ impl Context {
     }
 }
 
-/// Resolves after `ms`, on the runtime's timer (`sleep(0)`: on its next turn, after a response
-/// handed back in this turn has been written).
+/// Resolves after `ms`, on the runtime's timer. `sleep(0)` is not "after the response": workerd
+/// can run a 0 ms timer before it has written a response handed back in this turn (see
+/// `edge::AFTER_PAGE_MS`).
 pub async fn sleep(ms: u32) {
     let _ = Settled::from(super::js::sleep(ms)).await;
 }
