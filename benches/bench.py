@@ -43,7 +43,7 @@ COMPATIBILITY_DATE = "2026-11-01"  # as wrangler.toml and the e2e harness
 DSN_KEY = "benchpublickey0123456789abcdef0"
 SCENARIOS = [("1k", "/1k", 200), ("1m", "/1m", 200), ("500", "/500", 500)]
 # The single-connection pass one request at a time: 25 ms between requests, far more than any of
-# these workers spends after a response (edgeguard: a few ms of deferral, then ~0.4 ms of CPU).
+# these workers spends after a response (edgeguard: 1 ms of deferral, then ~0.5 ms of CPU).
 PACE_S = 0.025
 ORIGIN_500_BODY = "origin debug page: Traceback DEBUG-SECRET"
 
@@ -818,7 +818,7 @@ def main() -> int:
                     log(f"[{n}/{total}] {t.name:20} {path:4} {res['requests'] / (res['duration_us'] / 1e6):9.0f} req/s "
                         f"p50 {res['p50_us'] / 1000:.2f} ms  CPU {cell_cpu_us:.0f} µs/req")
 
-        # Latency without queueing: one connection, so p50 is one request's own time. As many
+        # Latency without load: one connection, no queue of other visitors. As many
         # rounds as the load phase, interleaved and rotated the same way: a single pass let one
         # moment of drift decide a /500-vs-/1k gap (the same build measured +0.16 and +0.77 ms).
         # Two ways: back to back (wrk -c1: the next request can wait for what the worker does after
