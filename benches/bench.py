@@ -369,7 +369,7 @@ class Run:
     socket_errors: int = 0
     events: int = 0
     cpu_rounds_us: list[float] = field(default_factory=list)  # CPU µs/req of each round
-    idle_p50_us: list[int] = field(default_factory=list)  # p50 with one connection, per round
+    idle_p50_us: list[int] = field(default_factory=list)  # p50 with one connection back to back, per round
     paced_p50_us: list[int] = field(default_factory=list)  # p50 one request at a time, per round
     origin_500s: int = 0  # 500s the origin served during the run (the failures the worker saw)
 
@@ -441,14 +441,13 @@ def median_ms(values_us: list[int]) -> str:
     return f"{statistics.median(values_us) / 1000:.2f}" if values_us else "–"
 
 
-def idle_gap(failing: Run, passing: Run | None, what: str = "idle_p50_us") -> str:
+def gap(failing_us: list[int], passing_us: list[int]) -> str:
     """How much longer one failing request takes than one passing request, with one connection
-    (`what`: back to back, or paced): the median over rounds of each round's own gap, with the
+    (back to back, or one at a time): the median over rounds of each round's own gap, with the
     smallest and largest in brackets (each round measures both cells minutes apart at most)."""
-    f_us, p_us = getattr(failing, what), getattr(passing, what, [])
-    if passing is None or not f_us or len(p_us) != len(f_us):
+    if not failing_us or len(passing_us) != len(failing_us):
         return "–"
-    gaps = [(f - p) / 1000 for f, p in zip(f_us, p_us)]
+    gaps = [(f - p) / 1000 for f, p in zip(failing_us, passing_us)]
     spread = f" ({min(gaps):+.2f}…{max(gaps):+.2f})" if len(gaps) >= 2 else ""
     return f"{statistics.median(gaps):+.2f}{spread}"
 
@@ -497,8 +496,8 @@ def render(targets: list[Target], runs: dict[tuple[str, str], Run], cold: dict[s
                    f"{p99:.2f} | {r.cpu_us:.0f} | {ratio(r.cpu_us, b.cpu_us) + ratio_spread(r, b) if b else '–'} | "
                    f"{median_ms(r.idle_p50_us)} | {median_ms(r.paced_p50_us)} |")
             if scen == "500":
-                passing = runs.get((t.name, "1k"))
-                row += f" {idle_gap(r, passing, 'paced_p50_us')} | {idle_gap(r, passing)} |"
+                passing = runs.get((t.name, "1k")) or Run()
+                row += f" {gap(r.paced_p50_us, passing.paced_p50_us)} | {gap(r.idle_p50_us, passing.idle_p50_us)} |"
                 if t.is_origin or not t.reports:
                     row += " – |"
                 else:
