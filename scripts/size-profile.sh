@@ -13,7 +13,11 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 top=15
-if [ "${1:-}" = --top ]; then top="${2:?--top needs a number}"; fi
+case "${1:-}" in
+  "") ;;
+  --top) top="${2:?size-profile: --top needs a number}" ;;
+  *) echo "size-profile: unknown argument '$1' (usage: scripts/size-profile.sh [--top N])" >&2; exit 2 ;;
+esac
 
 if ! command -v twiggy >/dev/null 2>&1; then
   echo "size-profile: installing twiggy with cargo" >&2
