@@ -4,11 +4,11 @@
 //! on the host. A bad value never stops the proxy: it is reported as a [`ConfigError`] (naming the
 //! variable and what is wrong, never the value) and the setting falls back to a safe default.
 
-use crate::delivery::DEFAULT_MAX_EVENTS_PER_WINDOW;
-use crate::dsn::{Dsn, DsnError};
-use crate::origin::{OriginUrl, OriginUrlError};
-use crate::outcome::HandledEvents;
-use crate::scrub::Privacy;
+use crate::privacy::Privacy;
+use crate::proxy::origin::{OriginUrl, OriginUrlError};
+use crate::proxy::outcome::HandledEvents;
+use crate::sentry::delivery::DEFAULT_MAX_EVENTS_PER_WINDOW;
+use crate::sentry::dsn::{Dsn, DsnError};
 use std::fmt;
 
 pub const ORIGIN_URL: &str = "ORIGIN_URL";

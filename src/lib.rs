@@ -24,28 +24,14 @@
 
 pub mod config;
 pub mod decimal;
-pub mod delivery;
-pub mod dsn;
-pub mod envelope;
-pub mod event;
 pub mod executor;
 pub mod feedback;
-pub mod form;
-pub mod forward;
-pub mod id;
-pub mod json;
-pub mod lang;
-pub mod limits;
-pub mod origin;
-pub mod outcome;
 pub mod page;
-pub mod ratelimit;
-pub mod route;
-pub mod scrub;
+pub mod privacy;
+pub mod proxy;
+pub mod sentry;
 pub mod sha256;
 pub mod slab;
-pub mod time;
-pub mod url;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;

@@ -6,7 +6,7 @@
 //! for how long is still decided in Rust.
 
 use super::runtime::{Headers, Promise, ReadableStream, Request, Response};
-use crate::forward::HeaderEdit;
+use crate::proxy::forward::HeaderEdit;
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(inline_js = r#"

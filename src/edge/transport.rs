@@ -7,10 +7,12 @@ use super::js;
 use super::runtime::{self, console_log, console_warn, now, Context, Response};
 use super::task::Settled;
 use super::{count_reporter_failure, js_message};
-use crate::delivery::{self, Discards, Reason, Reporter, CLIENT_REPORT_FLUSH_MS, MIN_GZIP_BYTES};
-use crate::dsn::Dsn;
-use crate::envelope;
-use crate::id::EventId;
+use crate::sentry::delivery::{
+    self, Discards, Reason, Reporter, CLIENT_REPORT_FLUSH_MS, MIN_GZIP_BYTES,
+};
+use crate::sentry::dsn::Dsn;
+use crate::sentry::envelope;
+use crate::sentry::id::EventId;
 use crate::{SDK_NAME, SDK_VERSION};
 use std::cell::{Cell, RefCell};
 use wasm_bindgen::{JsCast, JsValue};

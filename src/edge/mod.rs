@@ -17,23 +17,24 @@ mod task;
 mod transport;
 
 use crate::config::{BuildInfo, Config, ConfigError, Origin};
-use crate::dsn::Dsn;
-use crate::envelope;
-use crate::event::{self, EventInput, OriginCall, RequestInfo, ResponseInfo};
+use crate::feedback::form;
 use crate::feedback::{self, FeedbackContext, RateLimit, Rejection, Submission, TokenKey};
-use crate::forward;
-use crate::id::EventId;
-use crate::outcome::{
+use crate::page::lang;
+use crate::page::{self, prefers_json, PageInput};
+use crate::proxy::forward;
+use crate::proxy::outcome::{
     is_origin_failure, reason_phrase, BodyMeter, ErrorLink, Failure, SourceLocation,
     FAILING_BODY_PEEK_MS,
 };
-use crate::page::{self, prefers_json, PageInput};
-use crate::ratelimit::{CATEGORY_ERROR, CATEGORY_FEEDBACK};
-use crate::route;
+use crate::proxy::url::UrlParts;
+use crate::sentry::dsn::Dsn;
+use crate::sentry::envelope;
+use crate::sentry::event::{self, EventInput, OriginCall, RequestInfo, ResponseInfo};
+use crate::sentry::id::EventId;
+use crate::sentry::ratelimit::{CATEGORY_ERROR, CATEGORY_FEEDBACK};
+use crate::sentry::route;
+use crate::sentry::time::elapsed_ms;
 use crate::slab::Slab;
-use crate::time::elapsed_ms;
-use crate::url::UrlParts;
-use crate::{form, lang};
 use js::{header_pairs, some_header_pairs};
 use runtime::{console_error, console_warn, now, Context, Env, Promise, Request, Response};
 use std::any::Any;

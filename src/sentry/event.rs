@@ -4,14 +4,14 @@
 //! the edge, so the same input always gives the same bytes (golden tests below).
 
 use crate::config::Config;
-use crate::id::EventId;
-use crate::json::{Object, Value};
-use crate::outcome::Failure;
-use crate::scrub::{filter_cookies, filter_headers, filter_query, DEFAULT_RESPONSE_HEADERS};
-use crate::time::rfc3339_millis;
-use crate::url::UrlParts;
+use crate::privacy::{filter_cookies, filter_headers, filter_query, DEFAULT_RESPONSE_HEADERS};
+use crate::proxy::outcome::Failure;
+use crate::proxy::url::UrlParts;
+use crate::sentry::id::EventId;
+use crate::sentry::json::{Object, Value};
+use crate::sentry::time::rfc3339_millis;
+use crate::sentry::{envelope, limits, route};
 use crate::SDK_NAME;
-use crate::{envelope, limits, route};
 
 /// The visitor's request as the event reports it. Headers are raw here and filtered on the way
 /// into the event, so no caller can forget to.
@@ -305,7 +305,7 @@ fn header_object(headers: Vec<(String, String)>) -> Object {
 mod tests {
     use super::*;
     use crate::config::{BuildInfo, Config};
-    use crate::json::testing::to_serde;
+    use crate::sentry::json::testing::to_serde;
     use serde_json::json;
 
     pub(crate) fn config() -> Config {
@@ -397,7 +397,7 @@ mod tests {
 
     #[test]
     fn panic_event_points_into_our_source() {
-        use crate::outcome::SourceLocation;
+        use crate::proxy::outcome::SourceLocation;
         let config = config();
         let request = RequestInfo {
             method: "GET",
@@ -438,7 +438,7 @@ mod tests {
     fn a_panic_inside_std_is_not_an_in_app_frame() {
         let failure = Failure::Panic {
             message: "index out of bounds".into(),
-            location: Some(crate::outcome::SourceLocation {
+            location: Some(crate::proxy::outcome::SourceLocation {
                 file: "/rustc/e50aa6fba4e63ab34c72bf9acfd2c307c1155d1a/library/core/src/str/mod.rs"
                     .into(),
                 line: 7,

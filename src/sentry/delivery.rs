@@ -14,8 +14,8 @@
 //!   with the next envelope sent, or go alone after [`CLIENT_REPORT_FLUSH_MS`]; an envelope
 //!   that fails to arrive gives its counts back, so they are sent later instead of lost.
 
-use crate::json::{Object, Value};
-use crate::ratelimit::RateLimits;
+use crate::sentry::json::{Object, Value};
+use crate::sentry::ratelimit::RateLimits;
 
 /// The flood-control window: the cap counts events per key per minute.
 pub const FLOOD_WINDOW_MS: f64 = 60_000.0;
@@ -304,7 +304,7 @@ impl Reporter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ratelimit::{CATEGORY_ERROR, CATEGORY_FEEDBACK};
+    use crate::sentry::ratelimit::{CATEGORY_ERROR, CATEGORY_FEEDBACK};
 
     const NOW: f64 = 1_795_521_600_000.0;
 

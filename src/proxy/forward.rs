@@ -275,7 +275,7 @@ impl Fnv {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::origin::OriginUrl;
+    use crate::proxy::origin::OriginUrl;
 
     fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs

@@ -4,7 +4,7 @@
 //! prefixes its path. The target is built by concatenation after the fixed authority, so nothing
 //! in the visitor's path or query (`//evil.com`, `@`, encoded slashes) can change the host.
 
-use crate::url::UrlParts;
+use crate::proxy::url::UrlParts;
 use std::fmt;
 
 /// A validated origin.

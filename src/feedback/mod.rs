@@ -11,11 +11,13 @@
 //! - **Wire format.** The `feedback` envelope item Sentry documents for user feedback (see
 //!   [`feedback_envelope`]); the older `user_report` item is deprecated.
 
-use crate::envelope;
-use crate::id::EventId;
-use crate::json::{Object, Value};
+pub mod form;
+
+use crate::sentry::envelope;
+use crate::sentry::id::EventId;
+use crate::sentry::json::{Object, Value};
+use crate::sentry::time::rfc3339_millis;
 use crate::sha256::{constant_time_eq, hex, hmac_sha256};
-use crate::time::rfc3339_millis;
 use std::fmt;
 
 /// The reserved path the form posts to; never proxied to the origin.
@@ -234,7 +236,7 @@ pub struct Submission {
 }
 
 impl Submission {
-    /// Validates parsed form pairs (see [`crate::form::parse`]). Unknown fields are ignored (a
+    /// Validates parsed form pairs (see [`crate::feedback::form::parse`]). Unknown fields are ignored (a
     /// customised page may add its own); known ones may appear once.
     pub fn from_pairs(pairs: &[(String, String)]) -> Result<Self, Rejection> {
         let field = |name: &'static str| -> Result<Option<&str>, Rejection> {
@@ -408,7 +410,7 @@ impl RateLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::form;
+    use crate::feedback::form;
 
     const ID: &str = "0123456789abcdef0123456789abcdef";
     const NOW: f64 = 1_795_521_600_000.0;

@@ -106,7 +106,7 @@ pub fn is_sensitive_key(name: &str) -> bool {
 
 /// The query string as `[key, value]` pairs (decoded), sensitive keys' values filtered.
 pub fn filter_query(query: &str) -> Vec<(String, String)> {
-    crate::form::parse(query.as_bytes())
+    crate::feedback::form::parse(query.as_bytes())
         .into_iter()
         .map(|(key, value)| filter_pair(key, value))
         .collect()

@@ -18,7 +18,9 @@
 //! Every substituted value is HTML-escaped. (`{{> file}}` partials are resolved at build time.)
 //! Each language's pages come from `www/` (English, the fallback) or `www/<lang>/`.
 
-use crate::json::{Object, Value};
+pub mod lang;
+
+use crate::sentry::json::{Object, Value};
 
 /// One language's templates, as `build.rs` embeds them.
 pub struct Language {
@@ -162,7 +164,7 @@ pub fn prefers_json(accept: Option<&str>) -> bool {
         let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
         let q = parts
             .filter_map(|p| p.trim().strip_prefix("q="))
-            .find_map(crate::lang::parse_q)
+            .find_map(crate::page::lang::parse_q)
             .unwrap_or(1000);
         if media == "application/json" || media.ends_with("+json") {
             json_q = json_q.max(q);
@@ -492,7 +494,7 @@ mod tests {
     /// (AA), input borders and the focus ring ≥ 3:1 (non-text contrast).
     #[test]
     fn both_themes_meet_wcag_aa_contrast() {
-        let css = include_str!("../www/_style.css");
+        let css = include_str!("../../www/_style.css");
         let (light, dark) = css
             .split_once("@media (prefers-color-scheme:dark)")
             .unwrap();

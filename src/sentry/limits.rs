@@ -6,7 +6,7 @@
 //! `PROTOCOL.md`); where Sentry has none (header values, URLs) a generous one keeps a hostile
 //! request from filling the 1 MiB event.
 
-use crate::json::{Object, Value};
+use crate::sentry::json::{Object, Value};
 
 /// `transaction`.
 pub const TRANSACTION_CHARS: usize = 200;
@@ -169,7 +169,7 @@ fn keep_ends(items: &mut Vec<Value>, max: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::json::testing::{from_serde, to_serde};
+    use crate::sentry::json::testing::{from_serde, to_serde};
     use serde_json::json;
 
     #[test]

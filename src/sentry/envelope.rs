@@ -7,9 +7,9 @@
 //! ```
 //! The item header carries the payload's byte length, so the payload is serialised first.
 
-use crate::id::EventId;
-use crate::json::{Object, Value};
-use crate::time::rfc3339_millis;
+use crate::sentry::id::EventId;
+use crate::sentry::json::{Object, Value};
+use crate::sentry::time::rfc3339_millis;
 use crate::{SDK_NAME, SDK_VERSION};
 
 /// The content type Sentry requires on envelope uploads.
@@ -74,7 +74,7 @@ pub fn client_report_envelope(sent_at_ms: f64, report: &Value) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::json::testing::from_serde;
+    use crate::sentry::json::testing::from_serde;
     use serde_json::json;
 
     #[test]

@@ -9,7 +9,7 @@
 //! - 20 or more characters of base64/base64url with upper case, lower case and digits (opaque
 //!   tokens; a lower-case slug is kept): `{token}`.
 
-use crate::outcome::Failure;
+use crate::proxy::outcome::Failure;
 
 /// The path with its ids collapsed. The query never takes part (it is not in `path`).
 pub fn collapse(path: &str) -> String {
