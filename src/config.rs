@@ -402,10 +402,10 @@ fn parse_bool(raw: &str) -> Option<bool> {
     }
 }
 
-/// A number in 0.0..=1.0, read to a millionth (by hand: see `decimal`).
+/// A number in 0.0..=1.0; `NaN` and the infinities are outside that range, so refused too.
 fn parse_sample_rate(raw: &str) -> Option<f64> {
-    let millionths = crate::decimal::parse_fixed(raw, 6)?;
-    (millionths <= 1_000_000).then(|| millionths as f64 / 1_000_000.0)
+    let rate: f64 = raw.trim().parse().ok()?;
+    (0.0..=1.0).contains(&rate).then_some(rate)
 }
 
 /// A comma-separated list: empty entries are skipped, each other entry goes through `parse`,

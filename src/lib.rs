@@ -23,7 +23,6 @@
 )]
 
 pub mod config;
-pub mod decimal;
 pub mod executor;
 pub mod feedback;
 pub mod page;

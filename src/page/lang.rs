@@ -60,9 +60,19 @@ fn matching<'a>(range: &str, available: &[&'a str], fallback: &'a str) -> Option
 
 /// A q-value (RFC 9110 §12.4.2: `0` to `1`, three decimals) in thousandths; `None` when it is
 /// not one. Shared by `Accept` negotiation.
+///
+/// A q-value starts with a digit: `f64`'s grammar also takes `.5`, `+1`, `inf` and `NaN`.
+/// Digits past the third decimal are cut off, not rounded; `floor` gives exactly `n` for every
+/// `0.nnn` (each of the 1001 checked in the tests).
 pub(crate) fn parse_q(v: &str) -> Option<u16> {
-    let q = crate::decimal::parse_fixed(v, 3)?;
-    u16::try_from(q).ok().filter(|&q| q <= 1000)
+    let v = v.trim();
+    if !v.starts_with(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
+    let q: f64 = v.parse().ok()?;
+    (0.0..=1.0)
+        .contains(&q)
+        .then(|| (q * 1000.0).floor() as u16)
 }
 
 /// Whether `prefix` is `tag` or a leading subtag sequence of it (`ko` of `ko-KR`).
@@ -96,6 +106,9 @@ mod tests {
             ("", None),
         ] {
             assert_eq!(parse_q(q), want, "{q:?}");
+        }
+        for n in 0..1000u16 {
+            assert_eq!(parse_q(&format!("0.{n:03}")), Some(n));
         }
     }
 

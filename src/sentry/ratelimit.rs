@@ -54,11 +54,12 @@ pub fn parse_rate_limits(header: &str) -> Vec<Limit> {
         .collect()
 }
 
-/// `Retry-After` as seconds. The HTTP-date form is not read: Sentry sends seconds, and an
-/// unreadable value on a 429 falls back to the 60 s default.
+/// `Retry-After` as whole seconds, a fraction rounded up (never retry early). The HTTP-date form
+/// is not read: Sentry sends seconds, and an unreadable value on a 429 falls back to the 60 s
+/// default. Negative, infinite and NaN values are unreadable.
 fn parse_seconds(raw: &str) -> Option<f64> {
-    let millis = crate::decimal::parse_fixed(raw, 3)?;
-    Some(millis.div_ceil(1000) as f64)
+    let seconds: f64 = raw.trim().parse().ok()?;
+    (seconds.is_finite() && seconds >= 0.0).then(|| seconds.ceil())
 }
 
 /// The deadlines in force: for all categories, and per category.
