@@ -17,7 +17,8 @@ use crate::sentry::envelope;
 use crate::sentry::id::EventId;
 use crate::sentry::json::{Object, Value};
 use crate::sentry::time::rfc3339_millis;
-use crate::sha256::{constant_time_eq, hex, hmac_sha256};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use std::fmt;
 
 /// The reserved path the form posts to; never proxied to the origin.
@@ -35,6 +36,9 @@ pub const MAX_EMAIL: usize = 254;
 pub const MAX_COMMENTS: usize = 4000;
 /// The shortest `FEEDBACK_SECRET` accepted: anything shorter is guessable.
 pub const MIN_SECRET_BYTES: usize = 32;
+/// The token carries the MAC's first 16 bytes (128 bits): ample against forgery, shorter in
+/// the page.
+const TAG_BYTES: usize = 16;
 
 /// The key feedback tokens are signed with.
 #[derive(Clone)]
@@ -79,26 +83,37 @@ impl TokenKey {
         TokenKey(bytes.to_vec())
     }
 
-    fn mac(&self, event_id: &str, issued_secs: u64) -> String {
-        let message = format!("edgeguard-feedback-v1\n{event_id}\n{issued_secs}");
-        let mac = hmac_sha256(&self.0, message.as_bytes());
-        // 128 bits of the MAC: ample against forgery, shorter in the page.
-        hex(mac.get(..16).unwrap_or_default())
+    /// HMAC-SHA256 over the event id and the issue time, ready to finalise or verify.
+    /// `new_from_slice` returns a `Result` for the ciphers that share its trait; HMAC takes a
+    /// key of any length, so this is never `None`, and were it so, no token would be issued or
+    /// verify (closed, not a panic on the request path).
+    fn mac(&self, event_id: &str, issued_secs: u64) -> Option<Hmac<Sha256>> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).ok()?;
+        mac.update(format!("edgeguard-feedback-v1\n{event_id}\n{issued_secs}").as_bytes());
+        Some(mac)
     }
 
-    /// The token a page carries for `event_id`, issued at `now_ms`.
+    /// The token a page carries for `event_id`, issued at `now_ms`: `<issued secs>.<tag hex>`.
     pub fn issue(&self, event_id: &str, now_ms: f64) -> String {
         let secs = epoch_secs(now_ms);
-        format!("{secs}.{}", self.mac(event_id, secs))
+        let tag = self
+            .mac(event_id, secs)
+            .map(|mac| mac.finalize().into_bytes());
+        let tag = tag.as_deref().and_then(|tag| tag.get(..TAG_BYTES));
+        format!("{secs}.{}", crate::hex::encode(tag.unwrap_or_default()))
     }
 
-    /// Whether `token` was issued for `event_id` under this key within the allowed age.
+    /// Whether `token` was issued for `event_id` under this key within the allowed age. The tag
+    /// is compared in constant time; `decode` fixes its length first, since
+    /// `verify_truncated_left` alone accepts any leading part of the MAC, one byte included.
     pub fn verify(&self, event_id: &str, token: &str, now_ms: f64) -> Result<(), Rejection> {
-        let (secs, mac) = token.split_once('.').ok_or(Rejection::BadToken)?;
+        let (secs, tag) = token.split_once('.').ok_or(Rejection::BadToken)?;
         let issued: u64 = secs.parse().map_err(|_| Rejection::BadToken)?;
-        if !constant_time_eq(mac.as_bytes(), self.mac(event_id, issued).as_bytes()) {
-            return Err(Rejection::BadToken);
-        }
+        let tag: [u8; TAG_BYTES] = crate::hex::decode(tag).ok_or(Rejection::BadToken)?;
+        self.mac(event_id, issued)
+            .ok_or(Rejection::BadToken)?
+            .verify_truncated_left(&tag)
+            .map_err(|_| Rejection::BadToken)?;
         let now = epoch_secs(now_ms);
         if issued > now.saturating_add(TOKEN_SKEW_SECS)
             || now.saturating_sub(issued) > TOKEN_MAX_AGE_SECS
@@ -424,6 +439,9 @@ mod tests {
         let token = key().issue(ID, NOW);
         assert!(token.starts_with("1795521600."), "{token}");
         assert_eq!(token.len(), "1795521600.".len() + 32);
+        // The bytes every earlier build issued (HMAC-SHA256, checked with Python's hmac), so
+        // a page served before a deploy still takes feedback after it.
+        assert_eq!(token, "1795521600.2700c715ef6a6cc1168e13738558721e");
         assert_eq!(key().verify(ID, &token, NOW + 5_000.0), Ok(()));
         let other_id = "f123456789abcdef0123456789abcdef";
         assert_eq!(
@@ -435,7 +453,19 @@ mod tests {
         // A changed issue time breaks the MAC (no extending a token's life).
         let forged = token.replacen("1795521600", "1795525200", 1);
         assert_eq!(key().verify(ID, &forged, NOW), Err(Rejection::BadToken));
-        for junk in ["", ".", "abc", "1795521600", "1795521600.", "x.y"] {
+        // A tag cut short would pass `verify_truncated_left` alone; uppercase is not ours.
+        let short = &token[..token.len() - 2];
+        let upper = token.to_uppercase();
+        for junk in [
+            "",
+            ".",
+            "abc",
+            "1795521600",
+            "1795521600.",
+            "x.y",
+            short,
+            &upper,
+        ] {
             assert_eq!(
                 key().verify(ID, junk, NOW),
                 Err(Rejection::BadToken),

@@ -146,7 +146,7 @@ pub fn loop_token(origin: &Origin, visitor_host: &str) -> String {
             hash.write(visitor_host.to_ascii_lowercase().as_bytes());
         }
     }
-    crate::sha256::hex(&hash.finish().to_be_bytes())
+    crate::hex::encode(&hash.finish().to_be_bytes())
 }
 
 /// The edit that turns the visitor's request headers into the ones sent to the origin, or

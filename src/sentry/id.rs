@@ -18,30 +18,13 @@ impl EventId {
 
     /// The 32-character lowercase hex form, no dashes.
     pub fn to_hex(&self) -> String {
-        self.to_string()
+        crate::hex::encode(&self.0)
     }
 }
 
 impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut out = [0u8; 32];
-        for (pair, byte) in out.chunks_exact_mut(2).zip(self.0) {
-            if let [hi, lo] = pair {
-                *hi = hex_digit(byte >> 4);
-                *lo = hex_digit(byte & 0x0f);
-            }
-        }
-        // Only ASCII hex digits were written.
-        f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
-    }
-}
-
-/// The lowercase hex digit for a nibble (`n` < 16).
-fn hex_digit(n: u8) -> u8 {
-    if n < 10 {
-        b'0' + n
-    } else {
-        b'a' + (n - 10)
+        f.write_str(&self.to_hex())
     }
 }
 
