@@ -15,9 +15,9 @@ pub mod form;
 
 use crate::sentry::envelope;
 use crate::sentry::id::EventId;
-use crate::sentry::json::{Object, Value};
 use crate::sentry::time::rfc3339_millis;
 use hmac::{Hmac, Mac};
+use serde_json::{json, Map, Value};
 use sha2::Sha256;
 use std::fmt;
 
@@ -356,32 +356,34 @@ pub struct FeedbackContext<'a> {
 /// `contexts.feedback {message, contact_email, name, associated_event_id, url, source}`. The
 /// envelope header's `event_id` is the feedback's own id.
 pub fn feedback_envelope(submission: &Submission, ctx: &FeedbackContext<'_>) -> Vec<u8> {
-    let id = ctx.id.to_hex();
-    let mut feedback = Object::new()
-        .with("message", submission.comments.as_str())
-        .with("associated_event_id", submission.event_id.as_str())
-        .with("source", "edgeguard-error-page");
+    let mut feedback = Map::new();
+    feedback.insert("message".into(), submission.comments.as_str().into());
+    feedback.insert(
+        "associated_event_id".into(),
+        submission.event_id.as_str().into(),
+    );
+    feedback.insert("source".into(), "edgeguard-error-page".into());
     let mut put = |key: &str, value: &str| {
         if !value.is_empty() {
-            feedback.insert(key, value);
+            feedback.insert(key.into(), value.into());
         }
     };
     put("name", &submission.name);
     put("contact_email", &submission.email);
     put("url", ctx.url.unwrap_or_default());
-    let mut event = Object::new()
-        .with("event_id", id)
-        .with("type", "feedback")
-        .with("timestamp", rfc3339_millis(ctx.now_ms))
-        .with("platform", "other")
-        .with("level", "info")
-        .with("environment", ctx.environment)
-        .with("contexts", Object::new().with("feedback", feedback))
-        .with("sdk", envelope::sdk());
+    let mut event = Map::new();
+    event.insert("event_id".into(), ctx.id.to_hex().into());
+    event.insert("type".into(), "feedback".into());
+    event.insert("timestamp".into(), rfc3339_millis(ctx.now_ms).into());
+    event.insert("platform".into(), "other".into());
+    event.insert("level".into(), "info".into());
+    event.insert("environment".into(), ctx.environment.into());
+    event.insert("contexts".into(), json!({ "feedback": feedback }));
+    event.insert("sdk".into(), envelope::sdk());
     if let Some(release) = ctx.release {
-        event.insert("release", release);
+        event.insert("release".into(), release.into());
     }
-    let payload = Value::Object(event).to_json();
+    let payload = Value::Object(event).to_string();
     envelope::single_item_envelope(Some(ctx.id), ctx.now_ms, "feedback", &payload)
 }
 

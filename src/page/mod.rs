@@ -20,7 +20,7 @@
 
 pub mod lang;
 
-use crate::sentry::json::{Object, Value};
+use serde_json::{Map, Value};
 
 /// One language's templates, as `build.rs` embeds them.
 pub struct Language {
@@ -100,16 +100,16 @@ impl PageInput<'_> {
 
     /// `{"event_id":…,"ray_id":…,"reason":…,"status":…}`; absent ids are left out.
     pub fn json(&self) -> String {
-        let mut body = Object::new()
-            .with("status", self.status)
-            .with("reason", self.reason);
+        let mut body = Map::new();
+        body.insert("status".into(), self.status.into());
+        body.insert("reason".into(), self.reason.into());
         if let Some(id) = self.event_id {
-            body.insert("event_id", id);
+            body.insert("event_id".into(), id.into());
         }
         if let Some(ray) = self.ray_id {
-            body.insert("ray_id", ray);
+            body.insert("ray_id".into(), ray.into());
         }
-        Value::Object(body).to_json()
+        Value::Object(body).to_string()
     }
 
     fn value(&self, name: &str) -> String {

@@ -14,8 +14,8 @@
 //!   with the next envelope sent, or go alone after [`CLIENT_REPORT_FLUSH_MS`]; an envelope
 //!   that fails to arrive gives its counts back, so they are sent later instead of lost.
 
-use crate::sentry::json::{Object, Value};
 use crate::sentry::ratelimit::RateLimits;
+use serde_json::{json, Value};
 
 /// The flood-control window: the cap counts events per key per minute.
 pub const FLOOD_WINDOW_MS: f64 = 60_000.0;
@@ -125,19 +125,10 @@ impl Discards {
             .counts
             .iter()
             .map(|(reason, category, quantity)| {
-                Value::Object(
-                    Object::new()
-                        .with("reason", reason.as_str())
-                        .with("category", *category)
-                        .with("quantity", *quantity),
-                )
+                json!({ "reason": reason.as_str(), "category": category, "quantity": quantity })
             })
             .collect();
-        Value::Object(
-            Object::new()
-                .with("timestamp", seconds)
-                .with("discarded_events", discarded),
-        )
+        json!({ "timestamp": seconds, "discarded_events": discarded })
     }
 }
 
@@ -316,7 +307,7 @@ mod tests {
         d.add(Reason::Backpressure, CATEGORY_ERROR, 2);
         d.add(Reason::NetworkError, CATEGORY_FEEDBACK, 0);
         assert_eq!(
-            d.client_report(NOW + 999.0).to_json(),
+            d.client_report(NOW + 999.0).to_string(),
             r#"{"discarded_events":[{"category":"error","quantity":5,"reason":"backpressure"},{"category":"error","quantity":1,"reason":"sample_rate"}],"timestamp":1795521600}"#
         );
         assert_eq!(d.total(Reason::Backpressure), 5);
@@ -401,7 +392,7 @@ mod tests {
         );
         let taken = r.take().unwrap();
         assert_eq!(
-            taken.client_report(NOW).to_json(),
+            taken.client_report(NOW).to_string(),
             r#"{"discarded_events":[{"category":"error","quantity":1,"reason":"sample_rate"},{"category":"error","quantity":1,"reason":"backpressure"},{"category":"error","quantity":1,"reason":"ratelimit_backoff"}],"timestamp":1795521600}"#
         );
         assert_eq!(r.take(), None);

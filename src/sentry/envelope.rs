@@ -8,9 +8,9 @@
 //! The item header carries the payload's byte length, so the payload is serialised first.
 
 use crate::sentry::id::EventId;
-use crate::sentry::json::{Object, Value};
 use crate::sentry::time::rfc3339_millis;
 use crate::{SDK_NAME, SDK_VERSION};
+use serde_json::{json, Map, Value};
 
 /// The content type Sentry requires on envelope uploads.
 pub const CONTENT_TYPE: &str = "application/x-sentry-envelope";
@@ -18,14 +18,12 @@ pub const CONTENT_TYPE: &str = "application/x-sentry-envelope";
 /// Serialises one event into an envelope. The DSN is deliberately not put in the header: it is
 /// optional there and would copy a credential into every upload.
 pub fn event_envelope(id: EventId, sent_at_ms: f64, event: &Value) -> Vec<u8> {
-    single_item_envelope(Some(id), sent_at_ms, "event", &event.to_json())
+    single_item_envelope(Some(id), sent_at_ms, "event", &event.to_string())
 }
 
 /// `{"name":"edgeguard","version":…}`: the `sdk` block of envelope headers and events.
-pub fn sdk() -> Object {
-    Object::new()
-        .with("name", SDK_NAME)
-        .with("version", SDK_VERSION)
+pub fn sdk() -> Value {
+    json!({ "name": SDK_NAME, "version": SDK_VERSION })
 }
 
 /// An envelope with one item: the header (`event_id` when the item is an event or a feedback,
@@ -36,13 +34,13 @@ pub fn single_item_envelope(
     item_type: &str,
     payload: &str,
 ) -> Vec<u8> {
-    let mut header = Object::new()
-        .with("sent_at", rfc3339_millis(sent_at_ms))
-        .with("sdk", sdk());
+    let mut header = Map::new();
+    header.insert("sent_at".into(), rfc3339_millis(sent_at_ms).into());
+    header.insert("sdk".into(), sdk());
     if let Some(id) = event_id {
-        header.insert("event_id", id.to_hex());
+        header.insert("event_id".into(), id.to_hex().into());
     }
-    let mut out = Value::Object(header).to_json().into_bytes();
+    let mut out = Value::Object(header).to_string().into_bytes();
     out.push(b'\n');
     out.extend_from_slice(&item(item_type, payload));
     out
@@ -51,10 +49,8 @@ pub fn single_item_envelope(
 /// One item: its header (type and payload length in bytes), the payload, a newline. Appended
 /// to an envelope's bytes, e.g. a `client_report` riding along with an event.
 pub fn item(item_type: &str, payload: &str) -> Vec<u8> {
-    let item_header = Object::new()
-        .with("type", item_type)
-        .with("length", payload.len());
-    let mut out = Value::Object(item_header).to_json().into_bytes();
+    let item_header = json!({ "type": item_type, "length": payload.len() });
+    let mut out = item_header.to_string().into_bytes();
     out.push(b'\n');
     out.extend_from_slice(payload.as_bytes());
     out.push(b'\n');
@@ -63,24 +59,22 @@ pub fn item(item_type: &str, payload: &str) -> Vec<u8> {
 
 /// The `client_report` item for drop counts (see `delivery::Discards::client_report`).
 pub fn client_report_item(report: &Value) -> Vec<u8> {
-    item("client_report", &report.to_json())
+    item("client_report", &report.to_string())
 }
 
 /// An envelope holding only a `client_report`: no event, so no `event_id` in the header.
 pub fn client_report_envelope(sent_at_ms: f64, report: &Value) -> Vec<u8> {
-    single_item_envelope(None, sent_at_ms, "client_report", &report.to_json())
+    single_item_envelope(None, sent_at_ms, "client_report", &report.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sentry::json::testing::from_serde;
-    use serde_json::json;
 
     #[test]
     fn golden_bytes() {
         let id = EventId::from_random([0x11; 16]);
-        let event = from_serde(json!({"event_id": id.to_hex(), "message": "héllo"}));
+        let event = json!({"event_id": id.to_hex(), "message": "héllo"});
         let bytes = event_envelope(id, 1_795_521_600_000.0, &event);
         let expected = concat!(
             r#"{"event_id":"11111111111141119111111111111111","sdk":{"name":"edgeguard","version":"0.1.0"},"sent_at":"2026-11-24T12:00:00.000Z"}"#,
@@ -95,9 +89,9 @@ mod tests {
 
     #[test]
     fn client_report_bytes() {
-        let report = from_serde(json!({"timestamp": 1_795_521_600u64, "discarded_events": [
+        let report = json!({"timestamp": 1_795_521_600u64, "discarded_events": [
             {"reason": "sample_rate", "category": "error", "quantity": 2}
-        ]}));
+        ]});
         let payload = r#"{"discarded_events":[{"category":"error","quantity":2,"reason":"sample_rate"}],"timestamp":1795521600}"#;
         let item_bytes = format!("{{\"length\":102,\"type\":\"client_report\"}}\n{payload}\n");
         assert_eq!(
@@ -118,7 +112,7 @@ mod tests {
     #[test]
     fn length_counts_bytes_not_chars() {
         let id = EventId::from_random([0; 16]);
-        let event = from_serde(json!({"m": "ééé"}));
+        let event = json!({"m": "ééé"});
         let bytes = event_envelope(id, 0.0, &event);
         let text = String::from_utf8(bytes).unwrap();
         let mut lines = text.split('\n');
@@ -127,5 +121,33 @@ mod tests {
         let payload = lines.next().unwrap();
         assert_eq!(item["length"], payload.len());
         assert_eq!(payload.len(), 14);
+    }
+
+    /// Every golden test here and in `event` relies on serde_json's default map, a `BTreeMap`:
+    /// keys written in byte order whatever order they were inserted in. A crate in the build
+    /// turning on serde_json's `preserve_order` feature would change every envelope's bytes.
+    #[test]
+    fn object_keys_are_written_in_byte_order() {
+        let mut object = Map::new();
+        for key in [
+            "type",
+            "b",
+            "B",
+            "é",
+            "a b",
+            "",
+            "cloud.region",
+            "_",
+            "10",
+            "9",
+            "a",
+        ] {
+            object.insert(key.into(), Value::Null);
+        }
+        object.insert("b".into(), 2.into());
+        assert_eq!(
+            Value::Object(object).to_string(),
+            r#"{"":null,"10":null,"9":null,"B":null,"_":null,"a":null,"a b":null,"b":2,"cloud.region":null,"type":null,"é":null}"#
+        );
     }
 }

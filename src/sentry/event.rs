@@ -8,10 +8,10 @@ use crate::privacy::{filter_cookies, filter_headers, filter_query, DEFAULT_RESPO
 use crate::proxy::outcome::Failure;
 use crate::proxy::url::UrlParts;
 use crate::sentry::id::EventId;
-use crate::sentry::json::{Object, Value};
 use crate::sentry::time::rfc3339_millis;
 use crate::sentry::{envelope, limits, route};
 use crate::SDK_NAME;
+use serde_json::{json, Map, Value};
 
 /// The visitor's request as the event reports it. Headers are raw here and filtered on the way
 /// into the event, so no caller can forget to.
@@ -62,86 +62,85 @@ pub struct EventInput<'a> {
     pub config: &'a Config,
 }
 
-/// Builds the event JSON. Object keys are written in sorted order (see `json`), which makes the
-/// bytes stable.
+/// Builds the event JSON. Object keys are written in sorted order (serde_json's default map is
+/// a `BTreeMap`), which makes the bytes stable.
 pub fn build(input: &EventInput<'_>) -> Value {
     let failure = input.failure;
-    let status = failure.status().to_string();
 
-    let mut tags = Object::new().with("status", status);
+    let mut tags = Map::new();
+    tags.insert("status".into(), failure.status().to_string().into());
     if let Some(request) = input.request {
-        tags.insert("method", request.method);
+        tags.insert("method".into(), request.method.into());
     }
-    tags.insert("outcome", failure.mechanism());
+    tags.insert("outcome".into(), failure.mechanism().into());
     if let Some(ray) = input.ray_id {
-        tags.insert("ray_id", ray);
+        tags.insert("ray_id".into(), ray.into());
     }
 
-    let mut contexts = Object::new().with(
-        "runtime",
-        Object::new()
-            .with("type", "runtime")
-            .with("name", RUNTIME_NAME)
-            .with("raw_description", RUNTIME_DESCRIPTION),
+    let mut contexts = Map::new();
+    contexts.insert(
+        "runtime".into(),
+        json!({ "type": "runtime", "name": RUNTIME_NAME, "raw_description": RUNTIME_DESCRIPTION }),
     );
     if let Some(colo) = input.colo {
         // Sentry's cloud resource context (OpenTelemetry's names): the colo is where it ran.
         contexts.insert(
-            "cloud_resource",
-            Object::new()
-                .with("type", "cloud_resource")
-                .with("cloud.provider", "cloudflare")
-                .with("cloud.region", colo),
+            "cloud_resource".into(),
+            json!({ "type": "cloud_resource", "cloud.provider": "cloudflare", "cloud.region": colo }),
         );
     }
     if let Some(call) = input.origin_call {
         // Never the origin's address: only how long it took and what it said.
-        let mut origin = Object::new().with("duration_ms", call.duration_ms);
+        let mut origin = Map::new();
+        origin.insert("duration_ms".into(), call.duration_ms.into());
         if let Some(status) = call.status {
-            origin.insert("status_code", status);
+            origin.insert("status_code".into(), status.into());
         }
-        contexts.insert("origin", origin);
+        contexts.insert("origin".into(), origin.into());
     }
     if let Some(response) = input.response {
-        let mut ctx = Object::new()
-            .with("type", "response")
-            .with("status_code", response.status);
+        let mut ctx = Map::new();
+        ctx.insert("type".into(), "response".into());
+        ctx.insert("status_code".into(), response.status.into());
         let headers = filter_headers(pairs(response.headers), DEFAULT_RESPONSE_HEADERS);
         if !headers.is_empty() {
-            ctx.insert("headers", header_object(headers));
+            ctx.insert("headers".into(), header_object(headers));
         }
         if let Some(size) = response.body_size {
-            ctx.insert("body_size", size);
+            ctx.insert("body_size".into(), size.into());
         }
-        contexts.insert("response", ctx);
+        contexts.insert("response".into(), ctx.into());
     }
 
-    let mut event = Object::new()
-        .with("event_id", input.id.to_hex())
-        .with("timestamp", rfc3339_millis(input.timestamp_ms))
-        .with("platform", "other")
-        .with("level", failure.level())
-        .with("logger", SDK_NAME)
-        .with("server_name", input.server_name)
-        .with("release", input.config.release.as_str())
-        .with("environment", input.config.environment.as_str())
-        .with(
-            "exception",
-            Object::new().with("values", exception_values(failure)),
-        )
-        .with("tags", tags)
-        .with("sdk", envelope::sdk());
+    let mut event = Map::new();
+    event.insert("event_id".into(), input.id.to_hex().into());
+    event.insert(
+        "timestamp".into(),
+        rfc3339_millis(input.timestamp_ms).into(),
+    );
+    event.insert("platform".into(), "other".into());
+    event.insert("level".into(), failure.level().into());
+    event.insert("logger".into(), SDK_NAME.into());
+    event.insert("server_name".into(), input.server_name.into());
+    event.insert("release".into(), input.config.release.as_str().into());
+    event.insert(
+        "environment".into(),
+        input.config.environment.as_str().into(),
+    );
+    event.insert(
+        "exception".into(),
+        json!({ "values": exception_values(failure) }),
+    );
+    event.insert("tags".into(), tags.into());
+    event.insert("sdk".into(), envelope::sdk());
     if let Some(request) = input.request {
         event.insert(
-            "transaction",
-            route::transaction(request.method, request.url.path),
+            "transaction".into(),
+            route::transaction(request.method, request.url.path).into(),
         );
         if failure.is_origins() {
             let fingerprint = route::fingerprint(failure, request.method, request.url.path);
-            event.insert(
-                "fingerprint",
-                Value::Array(fingerprint.into_iter().map(Value::String).collect()),
-            );
+            event.insert("fingerprint".into(), fingerprint.into());
         }
         let privacy = &input.config.privacy;
         let client_ip = privacy
@@ -149,17 +148,20 @@ pub fn build(input: &EventInput<'_>) -> Value {
             .then(|| header(request.headers, "cf-connecting-ip"))
             .flatten();
         if let Some(ip) = client_ip {
-            event.insert("user", Object::new().with("ip_address", ip));
+            event.insert("user".into(), json!({ "ip_address": ip }));
         }
-        event.insert("request", request_object(request, input.config, client_ip));
+        event.insert(
+            "request".into(),
+            request_object(request, input.config, client_ip),
+        );
         if let Some(call) = input.origin_call {
             event.insert(
-                "breadcrumbs",
-                Object::new().with("values", vec![breadcrumb(call, request)]),
+                "breadcrumbs".into(),
+                json!({ "values": [breadcrumb(call, request)] }),
             );
         }
     }
-    event.insert("contexts", contexts);
+    event.insert("contexts".into(), contexts.into());
     let mut event = Value::Object(event);
     limits::apply(&mut event);
     event
@@ -167,17 +169,17 @@ pub fn build(input: &EventInput<'_>) -> Value {
 
 /// Sentry's `request`: method, URL without userinfo or query, allowlisted headers; the query
 /// string, cookies and client IP only when opted in, filtered; never the body.
-fn request_object(request: &RequestInfo<'_>, config: &Config, client_ip: Option<&str>) -> Object {
+fn request_object(request: &RequestInfo<'_>, config: &Config, client_ip: Option<&str>) -> Value {
     let privacy = &config.privacy;
-    let mut object = Object::new()
-        .with("method", request.method)
-        .with("url", request.url.without_query());
+    let mut object = Map::new();
+    object.insert("method".into(), request.method.into());
+    object.insert("url".into(), request.url.without_query().into());
     let headers = filter_headers(pairs(request.headers), &privacy.request_headers);
-    object.insert("headers", header_object(headers));
+    object.insert("headers".into(), header_object(headers));
     if privacy.send_query {
         let query = request.url.query.map(filter_query).unwrap_or_default();
         if !query.is_empty() {
-            object.insert("query_string", pair_array(query));
+            object.insert("query_string".into(), pair_array(query));
         }
     }
     if privacy.send_default_pii {
@@ -188,51 +190,45 @@ fn request_object(request: &RequestInfo<'_>, config: &Config, client_ip: Option<
             .flat_map(|(_, value)| filter_cookies(value))
             .collect();
         if !cookies.is_empty() {
-            object.insert("cookies", pair_array(cookies));
+            object.insert("cookies".into(), pair_array(cookies));
         }
         if let Some(ip) = client_ip {
-            object.insert("env", Object::new().with("REMOTE_ADDR", ip));
+            object.insert("env".into(), json!({ "REMOTE_ADDR": ip }));
         }
     }
-    object
+    object.into()
 }
 
 /// The origin fetch as an `http` breadcrumb, as Sentry's SDKs record outgoing requests. The URL
 /// is the visitor's (without query), never the origin's internal address.
 fn breadcrumb(call: &OriginCall, request: &RequestInfo<'_>) -> Value {
-    let mut data = Object::new()
-        .with("method", request.method)
-        .with("url", request.url.without_query());
+    let mut data = Map::new();
+    data.insert("method".into(), request.method.into());
+    data.insert("url".into(), request.url.without_query().into());
     if let Some(status) = call.status {
-        data.insert("status_code", status);
+        data.insert("status_code".into(), status.into());
     }
-    data.insert("duration_ms", call.duration_ms);
+    data.insert("duration_ms".into(), call.duration_ms.into());
     let level = match call.status {
         Some(status) if status < 400 => "info",
         Some(status) if status < 500 => "warning",
         _ => "error",
     };
-    Value::Object(
-        Object::new()
-            .with("type", "http")
-            .with("category", "http")
-            .with("level", level)
-            .with(
-                "timestamp",
-                rfc3339_millis(call.started_ms + f64::from(call.duration_ms)),
-            )
-            .with("data", data),
-    )
+    json!({
+        "type": "http",
+        "category": "http",
+        "level": level,
+        "timestamp": rfc3339_millis(call.started_ms + f64::from(call.duration_ms)),
+        "data": data,
+    })
 }
 
 /// `[[key, value], ...]`, Sentry's pair-list form (keeps order and repeated keys).
 fn pair_array(pairs: Vec<(String, String)>) -> Value {
-    Value::Array(
-        pairs
-            .into_iter()
-            .map(|(key, value)| Value::Array(vec![Value::String(key), Value::String(value)]))
-            .collect(),
-    )
+    pairs
+        .into_iter()
+        .map(|(key, value)| json!([key, value]))
+        .collect()
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -258,19 +254,19 @@ fn exception_values(failure: &Failure) -> Vec<Value> {
         .into_iter()
         .enumerate()
         .map(|(i, exception)| {
-            let mut value = Object::new()
-                .with("type", exception.ty)
-                .with("value", exception.value);
+            let mut value = Map::new();
+            value.insert("type".into(), exception.ty.into());
+            value.insert("value".into(), exception.value.into());
             if let Some(frame) = exception.frame {
                 let in_app = !is_std_source(&frame.file);
-                let frame = Object::new()
-                    .with("filename", frame.file)
-                    .with("lineno", frame.line)
-                    .with("colno", frame.column)
-                    .with("in_app", in_app);
                 value.insert(
-                    "stacktrace",
-                    Object::new().with("frames", vec![Value::Object(frame)]),
+                    "stacktrace".into(),
+                    json!({ "frames": [{
+                        "filename": frame.file,
+                        "lineno": frame.line,
+                        "colno": frame.column,
+                        "in_app": in_app,
+                    }]}),
                 );
             }
             if i == last {
@@ -278,13 +274,11 @@ fn exception_values(failure: &Failure) -> Vec<Value> {
                 // meaningless and to title the issue after a stack frame instead; origin failures
                 // have no frames, so every outcome would become one issue titled "<unknown>".
                 value.insert(
-                    "mechanism",
-                    Object::new()
-                        .with("type", failure.mechanism())
-                        .with("handled", failure.is_handled()),
+                    "mechanism".into(),
+                    json!({ "type": failure.mechanism(), "handled": failure.is_handled() }),
                 );
             }
-            Value::Object(value)
+            value.into()
         })
         .collect()
 }
@@ -293,20 +287,18 @@ fn pairs(headers: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> {
     headers.iter().map(|(k, v)| (k.as_str(), v.as_str()))
 }
 
-fn header_object(headers: Vec<(String, String)>) -> Object {
-    let mut object = Object::new();
-    for (name, value) in headers {
-        object.insert(name, value);
-    }
-    object
+fn header_object(headers: Vec<(String, String)>) -> Value {
+    headers
+        .into_iter()
+        .map(|(name, value)| (name, Value::String(value)))
+        .collect::<Map<_, _>>()
+        .into()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{BuildInfo, Config};
-    use crate::sentry::json::testing::to_serde;
-    use serde_json::json;
 
     pub(crate) fn config() -> Config {
         let build = BuildInfo {
@@ -372,7 +364,7 @@ mod tests {
             }),
             config: &config,
         });
-        let bytes = event.to_json();
+        let bytes = event.to_string();
         assert_eq!(
             bytes,
             concat!(
@@ -425,7 +417,7 @@ mod tests {
             config: &config,
         });
         assert_eq!(
-            event.get("exception").unwrap().to_json(),
+            event.get("exception").unwrap().to_string(),
             concat!(
                 r#"{"values":[{"mechanism":{"handled":false,"type":"panic"},"#,
                 r#""stacktrace":{"frames":[{"colno":9,"filename":"src/edge.rs","in_app":true,"lineno":12}]},"#,
@@ -446,7 +438,7 @@ mod tests {
             }),
         };
         let values = exception_values(&failure);
-        let frame = values[0].to_json();
+        let frame = values[0].to_string();
         assert!(frame.contains(r#""in_app":false"#), "{frame}");
         assert!(is_std_source("/rustc/abc/library/alloc/src/vec/mod.rs"));
         assert!(!is_std_source("src/edge.rs"));
@@ -475,7 +467,6 @@ mod tests {
             origin_call: None,
             config: &config,
         });
-        let event = to_serde(&event);
         let contexts = event["contexts"].as_object().unwrap();
         assert_eq!(contexts.keys().collect::<Vec<_>>(), ["runtime"]);
         assert!(event.get("breadcrumbs").is_none());
@@ -552,7 +543,7 @@ mod tests {
         let config = config_with(&[]);
         let headers = secret_headers();
         let event = build_for(&config, &headers, &Failure::OriginStatus { status: 500 });
-        let bytes = event.to_json();
+        let bytes = event.to_string();
         for secret in [
             "SECRET",
             "203.0.113.7",
@@ -563,7 +554,6 @@ mod tests {
         ] {
             assert!(!bytes.contains(secret), "{secret} in {bytes}");
         }
-        let event = to_serde(&event);
         let request = event["request"].as_object().unwrap();
         assert_eq!(
             request.keys().collect::<Vec<_>>(),
@@ -582,7 +572,7 @@ mod tests {
         let headers = secret_headers();
         let event = build_for(&config, &headers, &Failure::OriginStatus { status: 500 });
         assert_eq!(
-            event.get("request").unwrap().to_json(),
+            event.get("request").unwrap().to_string(),
             concat!(
                 r#"{"cookies":[["theme","dark"],["sessionid","[Filtered]"],["csrftoken","[Filtered]"]],"#,
                 r#""env":{"REMOTE_ADDR":"203.0.113.7"},"#,
@@ -592,8 +582,7 @@ mod tests {
                 r#""url":"https://shop.example/orders/42"}"#
             )
         );
-        let bytes = event.to_json();
-        let event = to_serde(&event);
+        let bytes = event.to_string();
         assert_eq!(event["user"], json!({ "ip_address": "203.0.113.7" }));
         assert!(!bytes.contains("SECRET") && !bytes.contains("dsnpublickey0123"));
     }
@@ -606,7 +595,7 @@ mod tests {
             duration_ms: 3100,
             threshold_ms: 3000,
         };
-        let event = to_serde(&build_for(&config, &[], &failure));
+        let event = build_for(&config, &[], &failure);
         assert_eq!(event["level"], "warning");
         assert_eq!(
             event["exception"]["values"][0],
@@ -630,7 +619,7 @@ mod tests {
             message: "boom".into(),
             location: None,
         };
-        let event = to_serde(&build_for(&config, &[], &failure));
+        let event = build_for(&config, &[], &failure);
         assert!(event.get("fingerprint").is_none());
         assert_eq!(event["transaction"], "GET /orders/{id}");
     }
@@ -643,7 +632,7 @@ mod tests {
         let failure = Failure::OriginUnreachable {
             detail: "é".repeat(10_000),
         };
-        let event = to_serde(&build_for(&config, &headers, &failure));
+        let event = build_for(&config, &headers, &failure);
         let value = event["exception"]["values"][0]["value"].as_str().unwrap();
         assert_eq!(value.chars().count(), limits::MESSAGE_CHARS);
         assert!(value.ends_with('…'));

@@ -6,7 +6,8 @@
 //! `PROTOCOL.md`); where Sentry has none (header values, URLs) a generous one keeps a hostile
 //! request from filling the 1 MiB event.
 
-use crate::sentry::json::{Object, Value};
+use serde_json::{Map, Value};
+use std::io;
 
 /// `transaction`.
 pub const TRANSACTION_CHARS: usize = 200;
@@ -108,20 +109,20 @@ pub fn apply(event: &mut Value) {
 
 /// A context over [`CONTEXT_BYTES`] has its strings cut, then its largest members emptied
 /// (`null`, which Sentry reads as absent) until it fits. `type` is kept: it says what the context
-/// is. Sizes are counted ([`Value::json_len`]), not written out.
+/// is. Sizes are counted ([`json_len`]), not written out.
 fn fit_context(context: &mut Value) {
-    if context.json_len() <= CONTEXT_BYTES {
+    if json_len(context) <= CONTEXT_BYTES {
         return;
     }
     cut_strings(context, CONTEXT_STRING_CHARS);
-    while context.json_len() > CONTEXT_BYTES {
+    while json_len(context) > CONTEXT_BYTES {
         let Some(members) = context.as_object_mut() else {
             return;
         };
         let largest = members
             .iter_mut()
-            .filter(|(key, value)| *key != "type" && !value.is_null())
-            .max_by_key(|(_, value)| value.json_len());
+            .filter(|(key, value)| key.as_str() != "type" && !value.is_null())
+            .max_by_key(|(_, value)| json_len(value));
         match largest {
             Some((_, value)) => *value = Value::Null,
             None => break,
@@ -129,7 +130,30 @@ fn fit_context(context: &mut Value) {
     }
 }
 
-fn cut_field(object: &mut Object, key: &str, max_chars: usize) {
+/// The length in bytes of `value`'s compact JSON, counted as serde_json writes it (the bytes
+/// themselves are not kept).
+fn json_len(value: &Value) -> usize {
+    let mut counter = ByteCounter(0);
+    // Neither side can fail: the counter takes every byte and a `Value` always serialises.
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
+}
+
+/// An `io::Write` that only counts.
+struct ByteCounter(usize);
+
+impl io::Write for ByteCounter {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn cut_field(object: &mut Map<String, Value>, key: &str, max_chars: usize) {
     if let Some(value) = object.get_mut(key) {
         cut_string(value, max_chars);
     }
@@ -169,7 +193,6 @@ fn keep_ends(items: &mut Vec<Value>, max: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sentry::json::testing::{from_serde, to_serde};
     use serde_json::json;
 
     #[test]
@@ -187,7 +210,7 @@ mod tests {
     #[test]
     fn event_fields_are_cut_to_sentrys_limits() {
         let long = "x".repeat(10_000);
-        let mut event = from_serde(json!({
+        let mut event = json!({
             "transaction": long,
             "environment": long,
             "message": long,
@@ -205,9 +228,8 @@ mod tests {
                 "cookies": [["theme", long]],
             },
             "breadcrumbs": { "values": (0..105).map(|i| json!({ "data": { "url": long, "n": i } })).collect::<Vec<_>>() },
-        }));
+        });
         apply(&mut event);
-        let event = to_serde(&event);
         let chars = |v: &serde_json::Value| v.as_str().unwrap().chars().count();
         assert_eq!(chars(&event["transaction"]), 200);
         assert_eq!(chars(&event["environment"]), 64);
@@ -238,16 +260,16 @@ mod tests {
         let headers: serde_json::Map<String, serde_json::Value> = (0..100)
             .map(|i| (format!("x-header-{i:03}"), json!("v".repeat(500))))
             .collect();
-        let mut event = from_serde(json!({ "contexts": {
+        let mut event = json!({ "contexts": {
             "response": { "type": "response", "status_code": 503, "headers": headers },
             "runtime": { "type": "runtime", "name": "workerd" },
-        }}));
-        let runtime_before = event.get("contexts").unwrap().get("runtime").cloned();
+        }});
+        let runtime_before = event["contexts"]["runtime"].clone();
         apply(&mut event);
-        let contexts = event.get("contexts").unwrap();
-        assert!(contexts.get("response").unwrap().json_len() <= CONTEXT_BYTES);
-        assert_eq!(contexts.get("runtime").cloned(), runtime_before);
-        let response = &to_serde(contexts)["response"];
+        let contexts = &event["contexts"];
+        assert!(json_len(&contexts["response"]) <= CONTEXT_BYTES);
+        assert_eq!(contexts["runtime"], runtime_before);
+        let response = &contexts["response"];
         assert_eq!(response["type"], "response");
         assert_eq!(response["status_code"], 503);
         assert_eq!(
@@ -259,13 +281,20 @@ mod tests {
 
     #[test]
     fn small_events_are_unchanged() {
-        let event = from_serde(json!({
+        let event = json!({
             "transaction": "GET /orders/{id}",
             "tags": { "status": "503" },
             "request": { "url": "https://shop.example/orders/1", "headers": { "accept": "*/*" } },
-        }));
+        });
         let mut cut = event.clone();
         apply(&mut cut);
         assert_eq!(cut, event);
+    }
+
+    #[test]
+    fn json_len_counts_the_bytes_serde_json_writes() {
+        let value = json!({ "a\"b": ["é\n\u{1}", 503, -1, null, true], "한": {} });
+        assert_eq!(json_len(&value), value.to_string().len());
+        assert_eq!(json_len(&json!({})), 2);
     }
 }

@@ -9,7 +9,6 @@ pub mod dsn;
 pub mod envelope;
 pub mod event;
 pub mod id;
-pub mod json;
 pub mod limits;
 pub mod ratelimit;
 pub mod route;
