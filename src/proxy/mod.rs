@@ -5,4 +5,3 @@
 pub mod forward;
 pub mod origin;
 pub mod outcome;
-pub mod url;

@@ -6,18 +6,19 @@
 use crate::config::Config;
 use crate::privacy::{filter_cookies, filter_headers, filter_query, DEFAULT_RESPONSE_HEADERS};
 use crate::proxy::outcome::Failure;
-use crate::proxy::url::UrlParts;
 use crate::sentry::id::EventId;
 use crate::sentry::time::rfc3339_millis;
 use crate::sentry::{envelope, limits, route};
 use crate::SDK_NAME;
 use serde_json::{json, Map, Value};
+use url::{Position, Url};
 
 /// The visitor's request as the event reports it. Headers are raw here and filtered on the way
 /// into the event, so no caller can forget to.
 pub struct RequestInfo<'a> {
     pub method: &'a str,
-    pub url: UrlParts<'a>,
+    /// The request's URL as the runtime gave it; only what Sentry may see of it is reported.
+    pub url: &'a Url,
     pub headers: &'a [(String, String)],
 }
 
@@ -136,10 +137,10 @@ pub fn build(input: &EventInput<'_>) -> Value {
     if let Some(request) = input.request {
         event.insert(
             "transaction".into(),
-            route::transaction(request.method, request.url.path).into(),
+            route::transaction(request.method, request.url.path()).into(),
         );
         if failure.is_origins() {
-            let fingerprint = route::fingerprint(failure, request.method, request.url.path);
+            let fingerprint = route::fingerprint(failure, request.method, request.url.path());
             event.insert("fingerprint".into(), fingerprint.into());
         }
         let privacy = &input.config.privacy;
@@ -173,11 +174,11 @@ fn request_object(request: &RequestInfo<'_>, config: &Config, client_ip: Option<
     let privacy = &config.privacy;
     let mut object = Map::new();
     object.insert("method".into(), request.method.into());
-    object.insert("url".into(), request.url.without_query().into());
+    object.insert("url".into(), without_query(request.url).into());
     let headers = filter_headers(pairs(request.headers), &privacy.request_headers);
     object.insert("headers".into(), header_object(headers));
     if privacy.send_query {
-        let query = request.url.query.map(filter_query).unwrap_or_default();
+        let query = request.url.query().map(filter_query).unwrap_or_default();
         if !query.is_empty() {
             object.insert("query_string".into(), pair_array(query));
         }
@@ -204,7 +205,7 @@ fn request_object(request: &RequestInfo<'_>, config: &Config, client_ip: Option<
 fn breadcrumb(call: &OriginCall, request: &RequestInfo<'_>) -> Value {
     let mut data = Map::new();
     data.insert("method".into(), request.method.into());
-    data.insert("url".into(), request.url.without_query().into());
+    data.insert("url".into(), without_query(request.url).into());
     if let Some(status) = call.status {
         data.insert("status_code".into(), status.into());
     }
@@ -221,6 +222,16 @@ fn breadcrumb(call: &OriginCall, request: &RequestInfo<'_>) -> Value {
         "timestamp": rfc3339_millis(call.started_ms + f64::from(call.duration_ms)),
         "data": data,
     })
+}
+
+/// `scheme://host[:port]/path`: the URL as Sentry's `request.url` wants it. No userinfo (it
+/// holds credentials), no query (reported apart, filtered, and only when opted in), no fragment.
+fn without_query(url: &Url) -> String {
+    format!(
+        "{}{}",
+        &url[..Position::BeforeUsername],
+        &url[Position::BeforeHost..Position::AfterPath]
+    )
 }
 
 /// `[[key, value], ...]`, Sentry's pair-list form (keeps order and repeated keys).
@@ -333,9 +344,10 @@ mod tests {
     fn origin_status_event_golden_bytes() {
         let config = config();
         let headers = headers();
+        let url = Url::parse("https://u:pw@shop.example/orders/42?token=SECRET").unwrap();
         let request = RequestInfo {
             method: "GET",
-            url: UrlParts::split("https://u:pw@shop.example/orders/42?token=SECRET").unwrap(),
+            url: &url,
             headers: &headers,
         };
         let response_headers = vec![
@@ -388,12 +400,30 @@ mod tests {
     }
 
     #[test]
+    fn the_reported_url_has_no_userinfo_query_or_fragment() {
+        for (url, want) in [
+            (
+                "http://user:pw@[::1]:8787/caf%C3%A9/a%2Fb?token=SECRET#top",
+                "http://[::1]:8787/caf%C3%A9/a%2Fb",
+            ),
+            (
+                "https://user@shop.example:8443/?",
+                "https://shop.example:8443/",
+            ),
+            ("https://shop.example", "https://shop.example/"),
+        ] {
+            assert_eq!(without_query(&Url::parse(url).unwrap()), want, "{url}");
+        }
+    }
+
+    #[test]
     fn panic_event_points_into_our_source() {
         use crate::proxy::outcome::SourceLocation;
         let config = config();
+        let url = Url::parse("https://shop.example/boom").unwrap();
         let request = RequestInfo {
             method: "GET",
-            url: UrlParts::split("https://shop.example/boom").unwrap(),
+            url: &url,
             headers: &[],
         };
         let failure = Failure::Panic {
@@ -447,9 +477,10 @@ mod tests {
     #[test]
     fn unreachable_event_has_no_response_context() {
         let config = config();
+        let url = Url::parse("https://shop.example/").unwrap();
         let request = RequestInfo {
             method: "POST",
-            url: UrlParts::split("https://shop.example/").unwrap(),
+            url: &url,
             headers: &[],
         };
         let failure = Failure::OriginUnreachable {
@@ -516,12 +547,13 @@ mod tests {
     }
 
     fn build_for(config: &Config, headers: &[(String, String)], failure: &Failure) -> Value {
+        let url = Url::parse(
+            "https://user:SECRET@shop.example/orders/42?page=2&token=SECRET&password=SECRET",
+        )
+        .unwrap();
         let request = RequestInfo {
             method: "GET",
-            url: UrlParts::split(
-                "https://user:SECRET@shop.example/orders/42?page=2&token=SECRET&password=SECRET",
-            )
-            .unwrap(),
+            url: &url,
             headers,
         };
         build(&EventInput {
