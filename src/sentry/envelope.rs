@@ -129,25 +129,13 @@ mod tests {
     #[test]
     fn object_keys_are_written_in_byte_order() {
         let mut object = Map::new();
-        for key in [
-            "type",
-            "b",
-            "B",
-            "é",
-            "a b",
-            "",
-            "cloud.region",
-            "_",
-            "10",
-            "9",
-            "a",
-        ] {
+        for key in ["type", "b", "B", "é", "a b", "", "_", "10", "9"] {
             object.insert(key.into(), Value::Null);
         }
         object.insert("b".into(), 2.into());
         assert_eq!(
             Value::Object(object).to_string(),
-            r#"{"":null,"10":null,"9":null,"B":null,"_":null,"a":null,"a b":null,"b":2,"cloud.region":null,"type":null,"é":null}"#
+            r#"{"":null,"10":null,"9":null,"B":null,"_":null,"a b":null,"b":2,"type":null,"é":null}"#
         );
     }
 }
