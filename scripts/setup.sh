@@ -15,9 +15,10 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
 fi
 
-# 1b. The nightly toolchain for the panic=unwind build (scripts/build.sh runs `cargo +nightly`
-#     with -Zbuild-std): rust-src and the wasm32 target. Components are added to the installed
-#     nightly, never a newer one downloaded, so a working machine is not silently changed.
+# 1b. The nightly toolchain for the panic=unwind build (`worker-build --panic-unwind` runs
+#     `cargo +nightly` with -Zbuild-std): rust-src and the wasm32 target. Components are added to
+#     the installed nightly, never a newer one downloaded, so a working machine is not silently
+#     changed.
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then
   say "installing a nightly toolchain (for --panic-unwind)"
   rustup toolchain install nightly --profile minimal --component rust-src --target wasm32-unknown-unknown
@@ -27,6 +28,14 @@ if ! rustup component list --toolchain nightly --installed | grep -qx rust-src; 
 fi
 if ! rustup target list --toolchain nightly --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown --toolchain nightly
+fi
+
+# 1c. worker-build, pinned: the workers-rs build tool (wrangler.toml's build command runs it
+#     through scripts/build.sh).
+WORKER_BUILD_VERSION="0.8.5"
+if ! "$CARGO_BIN/worker-build" --version 2>/dev/null | grep -q "$WORKER_BUILD_VERSION"; then
+  say "installing worker-build $WORKER_BUILD_VERSION (about 3 minutes, once)"
+  cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked
 fi
 
 # 2. wasm-bindgen-cli at exactly the version Cargo.lock pins: the glue it writes must match the
@@ -43,7 +52,8 @@ if ! "$CARGO_BIN/wasm-bindgen" --version 2>/dev/null | grep -qx "wasm-bindgen $W
 fi
 
 # 3. JS-side tools, pinned in tools/package-lock.json: Node 22 (wrangler needs >= 22.12; the
-#    system has 20), wrangler, workerd, binaryen's wasm-opt (Debian's is too old), esbuild (bundles src/entry.js with the glue).
+#    system has 20), wrangler, workerd, binaryen's wasm-opt (Debian's is too old), and esbuild
+#    (wrangler's; worker-build bundles the glue with it).
 stamp="tools/node_modules/.edgeguard-lock"
 if [ ! -f "$stamp" ] || ! cmp -s tools/package-lock.json "$stamp"; then
   say "installing the npm tools into tools/node_modules"

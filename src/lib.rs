@@ -23,14 +23,12 @@
 )]
 
 pub mod config;
-pub mod executor;
 pub mod feedback;
 pub mod hex;
 pub mod page;
 pub mod privacy;
 pub mod proxy;
 pub mod sentry;
-pub mod slab;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;

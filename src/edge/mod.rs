@@ -1,42 +1,40 @@
-//! The edge: the only module that talks to the Workers runtime (fetch, env, `wait_until`, clock,
-//! randomness, console). It reads what the core needs from the runtime, asks the core what to do,
-//! and carries it out. Everything it decides is decided by a core function tested on the host.
+//! The edge: the only module that talks to the Workers runtime, through `worker` (workers-rs).
+//! It reads what the core needs from the runtime (request, env, clock, randomness), asks the
+//! core what to do, and carries it out. Everything it decides is decided by a core function
+//! tested on the host.
+//!
+//! - `mod.rs` (this file): the `#[event(fetch)]` handler, panic catching, failure answers,
+//!   event reporting;
+//! - `proxy.rs`: the origin fetch, its timeout, hop-by-hop headers, the failing body's size;
+//! - `feedback.rs`: the feedback form's endpoint;
+//! - `transport.rs`: envelopes to Sentry (admission, gzip, POST, rate limits, client reports);
+//! - `runtime.rs`: clock, randomness, timers, header pairs, gzip.
 //!
 //! Invariants kept here:
 //! - the fetch handler never returns `Err` (the runtime would turn it into a bare 500), and a
 //!   panic anywhere on the request path becomes the 500 page and an event (`catch_panic`);
 //! - the visitor never waits for Sentry: reporting runs in `ctx.wait_until`;
-//! - bodies are never buffered: the origin's response object is returned as-is, stream and all
-//!   (or, when hop-by-hop headers must go, a new response around the same stream);
+//! - bodies are never buffered: the origin's body stream is handed on, never read;
 //! - nothing from the origin's failing body, the DSN or `ORIGIN_URL` reaches the visitor or a log;
 //! - the reporter never reports itself: its own failures are logged and counted only.
 
-mod js;
+mod feedback;
+mod proxy;
 mod runtime;
-mod task;
 mod transport;
 
 use crate::config::{BuildInfo, Config, ConfigError, Origin};
-use crate::feedback::form;
-use crate::feedback::{self, FeedbackContext, RateLimit, Rejection, Submission, TokenKey};
-use crate::page::lang;
-use crate::page::{self, prefers_json, PageInput};
-use crate::proxy::forward;
-use crate::proxy::outcome::{
-    is_origin_failure, reason_phrase, BodyMeter, ErrorLink, Failure, SourceLocation,
-    FAILING_BODY_PEEK_MS,
-};
-use crate::proxy::url::UrlParts;
+use crate::feedback::TokenKey;
+use crate::page::{self, lang, prefers_json, PageInput};
+use crate::proxy::outcome::{reason_phrase, ErrorLink, Failure, SourceLocation};
 use crate::sentry::dsn::Dsn;
 use crate::sentry::envelope;
 use crate::sentry::event::{self, EventInput, OriginCall, RequestInfo, ResponseInfo};
 use crate::sentry::id::EventId;
-use crate::sentry::ratelimit::{CATEGORY_ERROR, CATEGORY_FEEDBACK};
+use crate::sentry::ratelimit::CATEGORY_ERROR;
 use crate::sentry::route;
-use crate::sentry::time::elapsed_ms;
-use crate::slab::Slab;
-use js::{header_pairs, some_header_pairs};
-use runtime::{console_error, console_warn, now, Context, Env, Promise, Request, Response};
+use proxy::{Attempt, OriginFailure};
+use runtime::{find_header, header_pairs, now, some_header_pairs};
 use std::any::Any;
 use std::cell::{Cell, OnceCell, RefCell};
 use std::future::{poll_fn, Future};
@@ -44,10 +42,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::pin;
 use std::rc::Rc;
 use std::task::Poll;
-use task::Settled;
 use transport::Delivery;
-use wasm_bindgen::prelude::{wasm_bindgen, Closure};
-use wasm_bindgen::{JsCast, JsValue};
+use worker::{console_error, event, web_sys, Context, Env, Headers, Request, Response, Url};
 
 /// How long the event waits before it is built, so that the page has been written first. Not 0:
 /// workerd ran a 0 ms timer before writing the page handed back in the same turn, so the
@@ -69,6 +65,9 @@ const PAGE_HEADER_PAIRS: [(&str, &str); 5] = [
     ("vary", "Accept, Accept-Language"),
 ];
 
+/// The request headers a failure page needs (the event reads all of them, later).
+const PAGE_READS: [&str; 3] = ["accept", "accept-language", "cf-ray"];
+
 thread_local! {
     /// Settings are validated once per isolate, so each bad value is logged once, not per request.
     static CONFIG: OnceCell<Rc<Config>> = const { OnceCell::new() };
@@ -84,68 +83,36 @@ thread_local! {
     /// The feedback token key: `FEEDBACK_SECRET`, else random for this isolate (`None` when no
     /// randomness was available: feedback is then off).
     static FEEDBACK_KEY: OnceCell<Option<TokenKey>> = const { OnceCell::new() };
-    /// The header names the request and response edits read, as JS arrays made once.
-    static REQUEST_EDIT_READS: JsValue = js::names_array(forward::request_edit_reads());
-    static RESPONSE_EDIT_READS: JsValue = js::names_array(forward::response_edit_reads());
-    /// The request headers a failure page needs (the event reads all of them, later).
-    static PAGE_READS: JsValue = js::names_array(["accept", "accept-language", "cf-ray"].into_iter());
-    /// The response headers a failure answer needs (the event reads all of them, later).
-    static FAILING_READS: JsValue = js::names_array(["content-length", "retry-after"].into_iter());
-    /// Requests whose origin fetch is in flight, by the key `on_settled` is called with.
-    static IN_FLIGHT: RefCell<Slab<InFlight>> = const { RefCell::new(Slab::new()) };
-    /// `on_settled` as a JS function, made once per instance (not a closure per request).
-    static ON_SETTLED: Closure<dyn Fn(u32, JsValue, bool) -> JsValue> = Closure::new(on_settled);
-    /// The headers every page carries, made once per instance and copied into each page.
-    static PAGE_HEADERS: Result<runtime::Headers, JsValue> = js::headers(&PAGE_HEADER_PAIRS);
-    /// At most 10 feedback submissions at once, 30 a minute, per isolate.
-    static FEEDBACK_RATE: RefCell<RateLimit> = RefCell::new(RateLimit::new(10, 30));
 }
 
-/// The runtime's `fetch` handler, called by `src/entry.js` with the runtime's own request, `env`
-/// and `ctx`. The promise always resolves to a response, never rejects: the runtime would turn a
-/// rejection into a bare 500.
+/// The runtime's `fetch` handler. It always answers `Ok`: the runtime would turn an `Err` into
+/// a bare 500. The answer is the runtime's own `Response` object, so a passing response goes
+/// back as the origin's (its WebSocket included), never copied.
 ///
-/// Panics are caught here. The worker is built with panic=unwind (`scripts/build.sh`), so a
-/// panic unwinds only the request that raised it: that request gets the 500 page and an event,
-/// and every other request in flight in the isolate carries on. A `panic=abort` build would
-/// fail them all and reset the instance.
-#[wasm_bindgen]
-pub fn fetch(req: Request, env: Env, ctx: Context) -> Promise {
+/// Panics are caught here. The worker is built with `worker-build --panic-unwind`, so a panic
+/// unwinds only the request that raised it: that request gets the 500 page and an event, and
+/// every other request in flight in the isolate carries on. A panic that escaped this handler
+/// would get workers-rs's bare 500, so none does.
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
     install_panic_hook();
     let config = config(&env);
+    Ok(guarded(&req, &config, &ctx).await)
+}
+
+/// `handle` with panics caught: a panic gets our own-failure answer, and a panic while answering
+/// that gets a bare 500, never a loop.
+async fn guarded(req: &Request, config: &Config, ctx: &Context) -> web_sys::Response {
     let attempt = Attempt::default();
-    let next = match caught(|| begin(&req, &config, &ctx, &attempt)) {
-        // The common case: the request is on its way to the origin. Its answer is taken up by
-        // `on_settled`, called straight from the fetch's promise: no Rust future, task queue
-        // or waker on the path of a passing request (they were ~15% of its CPU in a profile).
-        Ok(sent) => {
-            let key = IN_FLIGHT.with(|slab| {
-                slab.borrow_mut().insert(InFlight {
-                    req,
-                    ctx,
-                    config,
-                    attempt,
-                })
-            });
-            return ON_SETTLED.with(|callback| js::when_settled(&sent, key, callback));
-        }
-        Err(next) => next,
+    let failed = match catch_panic(handle(req, config, ctx, &attempt)).await {
+        Ok(response) => return response,
+        Err(panic) => Failed::from(panic),
     };
-    runtime::respond(guarded(req, config, ctx, attempt, next))
-}
-
-/// `step` with a panic caught: a panic becomes `Next::Failed`, answered like any own failure.
-fn caught<T>(step: impl FnOnce() -> Result<T, Next>) -> Result<T, Next> {
-    catch_unwind(AssertUnwindSafe(step))
-        .unwrap_or_else(|payload| Err(Next::Failed(Failure::from_panic(payload.as_ref()).into())))
-}
-
-/// A request whose origin fetch is in flight, waiting for `on_settled`.
-struct InFlight {
-    req: Request,
-    ctx: Context,
-    config: Rc<Config>,
-    attempt: Attempt,
+    let answer = catch_panic(answer_own_failure(req, config, ctx, &attempt, failed)).await;
+    answer.unwrap_or_else(|_| {
+        count_reporter_failure("panicked while answering a panic; bare 500 sent");
+        bare_response(500)
+    })
 }
 
 /// What is left to do for a request that is not simply passing through.
@@ -158,20 +125,39 @@ enum Next {
     OriginFailing(Response),
 }
 
-/// Everything up to the origin fetch, done at once: the request is sent (not awaited), or
-/// there is something else to do.
-fn begin(
+/// One request, start to finish: proxied, or answered by the worker itself.
+async fn handle(
     req: &Request,
     config: &Config,
     ctx: &Context,
     attempt: &Attempt,
-) -> Result<Promise, Next> {
-    // The URL crosses from JS and is split once per request; everything below borrows it.
-    let url = req.url();
-    let Some(parts) = UrlParts::split(&url) else {
-        return Err(Next::Failed(internal("request URL has no scheme or host")));
+) -> web_sys::Response {
+    let next = match pass(req, config, ctx, attempt).await {
+        Ok(response) => return response,
+        Err(next) => next,
     };
-    if parts.path == feedback::PATH {
+    let mut failed = match next {
+        Next::Feedback => return feedback::endpoint(req, ctx, config).await,
+        Next::Failed(failed) => failed,
+        Next::OriginFailing(response) => proxy::origin_failing(response).await,
+    };
+    if failed.failure.is_own() {
+        return answer_own_failure(req, config, ctx, attempt, failed).await;
+    }
+    failed.call = attempt.call.get();
+    answer_failure(req, config, ctx, failed)
+}
+
+/// The passing path: the request goes to the origin and a passing answer comes back as it is
+/// (opt-in warnings scheduled); anything else is `Next`.
+async fn pass(
+    req: &Request,
+    config: &Config,
+    ctx: &Context,
+    attempt: &Attempt,
+) -> Result<web_sys::Response, Next> {
+    let url = request_url(req).map_err(Next::Failed)?;
+    if url.path() == crate::feedback::PATH {
         return Err(Next::Feedback);
     }
     if config.pass_through_on_exception {
@@ -180,90 +166,24 @@ fn begin(
         ctx.pass_through_on_exception();
     }
     report_config_errors(req, config, ctx);
-    debug_triggers(parts.path, config).map_err(Next::Failed)?;
-    let target = target_url(&url, &parts, config).map_err(Next::Failed)?;
-    send_to_origin(req, &parts, config, &target, attempt).map_err(Next::Failed)
-}
-
-/// The origin's answer for a request in flight (`fulfilled`: the fetch's promise resolved, to
-/// a response or to `null` for a timeout; else it rejected with `value`). Called by the
-/// runtime through `js::when_settled`; returns the response, or a promise of one.
-fn on_settled(key: u32, value: JsValue, fulfilled: bool) -> JsValue {
-    let Some(InFlight {
-        req,
-        ctx,
-        config,
-        attempt,
-    }) = IN_FLIGHT.with(|slab| slab.borrow_mut().remove(key))
-    else {
-        count_reporter_failure("an origin answer for no request in flight; bare 500 sent");
-        return bare_response(500).into();
-    };
-    let answer = if fulfilled { Ok(value) } else { Err(value) };
-    let next = match caught(|| settle(&req, &config, &ctx, &attempt, answer)) {
-        Ok(response) => return response.into(),
-        Err(next) => next,
-    };
-    runtime::respond(guarded(req, config, ctx, attempt, next)).into()
-}
-
-/// A passing response goes back now (opt-in warnings scheduled); anything else is `Next`.
-fn settle(
-    req: &Request,
-    config: &Config,
-    ctx: &Context,
-    attempt: &Attempt,
-    answer: Result<JsValue, JsValue>,
-) -> Result<Response, Next> {
-    let response = origin_answered(answer, config, attempt).map_err(Next::Failed)?;
-    if is_origin_failure(response.status()) {
+    debug_triggers(url.path(), config).map_err(Next::Failed)?;
+    let target = target_url(&url, config).map_err(Next::Failed)?;
+    let response = proxy::fetch_origin(req, &url, config, &target, attempt)
+        .await
+        .map_err(Next::Failed)?;
+    if crate::proxy::outcome::is_origin_failure(response.status_code()) {
         return Err(Next::OriginFailing(response));
     }
-    let response = without_hop_by_hop(response);
     if config.handled.is_on() {
         report_handled(req, config, ctx, attempt, &response);
     }
-    Ok(response)
+    Ok(proxy::without_hop_by_hop(response))
 }
 
-/// `finish` with panics caught: a panic gets our own-failure answer, and a panic while
-/// answering that gets a bare 500, never a loop.
-async fn guarded(
-    req: Request,
-    config: Rc<Config>,
-    ctx: Context,
-    attempt: Attempt,
-    next: Next,
-) -> Response {
-    let failed = match catch_panic(finish(&req, &config, &ctx, &attempt, next)).await {
-        Ok(response) => return response,
-        Err(panic) => Failed::from(panic),
-    };
-    let answer = catch_panic(answer_own_failure(&req, &config, &ctx, &attempt, failed)).await;
-    answer.unwrap_or_else(|_| {
-        count_reporter_failure("panicked while answering a panic; bare 500 sent");
-        bare_response(500)
-    })
-}
-
-/// The rest of a request that did not simply pass through.
-async fn finish(
-    req: &Request,
-    config: &Config,
-    ctx: &Context,
-    attempt: &Attempt,
-    next: Next,
-) -> Response {
-    let mut failed = match next {
-        Next::Feedback => return feedback_endpoint(req, ctx, config).await,
-        Next::Failed(failed) => failed,
-        Next::OriginFailing(response) => origin_failing(response).await,
-    };
-    if failed.failure.is_own() {
-        return answer_own_failure(req, config, ctx, attempt, failed).await;
-    }
-    failed.call = attempt.call.get();
-    answer_failure(req, config, ctx, failed)
+/// The request URL, parsed once.
+fn request_url(req: &Request) -> Result<Url, Failed> {
+    req.url()
+        .map_err(|error| internal(format!("request URL: {error}")))
 }
 
 /// The opt-in warnings (`SENTRY_REPORT_4XX`, `SENTRY_SLOW_ORIGIN_MS`) for a response that
@@ -285,14 +205,9 @@ fn report_handled(
     let Some(failure) = notice.filter(|_| config.dsn.is_some()) else {
         return;
     };
-    let (body_size, _) = failing_reads(response);
     let failed = Failed {
         failure,
-        origin: Some(OriginFailure {
-            response: response.clone(),
-            body_size,
-            retry_after: None,
-        }),
+        origin: Some(OriginFailure::of(response, None)),
         call: Some(call),
     };
     report_event(config, ctx, &failed, &Visitor::read(req), true);
@@ -306,45 +221,35 @@ async fn answer_own_failure(
     ctx: &Context,
     attempt: &Attempt,
     mut failed: Failed,
-) -> Response {
+) -> web_sys::Response {
     failed.call = failed.call.or(attempt.call.get());
     // Replaying is safe only when the body (if any) is unread, and the origin has not seen the
     // request yet or the method is safe.
-    let replayable = !req.body_used()
-        && (!attempt.sent.get() || matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS"));
+    let safe_method = matches!(req.inner().method().as_str(), "GET" | "HEAD" | "OPTIONS");
+    let replayable = !req.inner().body_used() && (!attempt.sent.get() || safe_method);
     if !(config.pass_through_on_exception && replayable) {
         return answer_failure(req, config, ctx, failed);
     }
     let visitor = Visitor::read(req);
     let event_id = report_event(config, ctx, &failed, &visitor, true);
-    let url = req.url();
-    let Some(parts) = UrlParts::split(&url) else {
-        return failure_page(&visitor, &failed, event_id);
+    let replayed = async {
+        let url = request_url(req).ok()?;
+        let target = target_url(&url, config).ok()?;
+        let response = proxy::fetch_origin(req, &url, config, &target, attempt)
+            .await
+            .ok()?;
+        Some(proxy::without_hop_by_hop(response))
     };
-    let target = match target_url(&url, &parts, config) {
-        Ok(target) => target,
-        Err(_) => return failure_page(&visitor, &failed, event_id),
-    };
-    match fetch_origin(req, &parts, config, &target, attempt).await {
-        Ok(response) => response,
-        Err(_) => failure_page(&visitor, &failed, event_id),
+    match replayed.await {
+        Some(response) => response,
+        None => failure_page(&visitor, &failed, event_id),
     }
-}
-
-/// Whether a request was already handed to the origin (so a replay could repeat its effects),
-/// and how that fetch went (for the breadcrumb, `contexts.origin` and the slow-origin warning).
-#[derive(Default)]
-struct Attempt {
-    sent: Cell<bool>,
-    /// When the origin fetch was sent (epoch ms).
-    started_ms: Cell<f64>,
-    call: Cell<Option<OriginCall>>,
 }
 
 fn config(env: &Env) -> Rc<Config> {
     CONFIG.with(|cell| {
         Rc::clone(cell.get_or_init(|| {
-            let lookup = |name: &str| env.var(name);
+            let lookup = |name: &str| env.var(name).ok().map(|var| var.to_string());
             let (config, errors) = Config::parse(lookup, BuildInfo::CURRENT);
             for error in &errors {
                 console_error!("edgeguard: config: {error}");
@@ -379,15 +284,6 @@ struct Failed {
     origin: Option<OriginFailure>,
     /// The origin fetch, when one was made.
     call: Option<OriginCall>,
-}
-
-/// What the event and the page need of a failing origin response. The response itself is kept
-/// for its headers, read for the event after the page has gone out (its body is never read).
-#[derive(Clone)]
-struct OriginFailure {
-    response: Response,
-    body_size: Option<u64>,
-    retry_after: Option<String>,
 }
 
 impl Failure {
@@ -425,32 +321,6 @@ fn internal(detail: impl Into<String>) -> Failed {
     internal_chain(&[("EdgeError", detail.into())])
 }
 
-/// A failing origin response, for the event and the page. The failing body (a Django debug
-/// page, a stack trace) is never shown: at most a small prefix is counted, then the rest is
-/// cancelled.
-async fn origin_failing(response: Response) -> Failed {
-    let status = response.status();
-    let (content_length, retry_after) = failing_reads(&response);
-    let origin = OriginFailure {
-        body_size: failing_body_size(&response, content_length).await,
-        retry_after,
-        response,
-    };
-    Failed {
-        failure: Failure::OriginStatus { status },
-        origin: Some(origin),
-        call: None,
-    }
-}
-
-/// A response's `Content-Length` (as a number) and `Retry-After`, read in one crossing.
-fn failing_reads(response: &Response) -> (Option<u64>, Option<String>) {
-    let read = FAILING_READS.with(|names| some_header_pairs(&response.headers(), names));
-    let content_length = find_header(&read, "content-length").and_then(|v| v.trim().parse().ok());
-    let retry_after = find_header(&read, "retry-after").map(str::to_owned);
-    (content_length, retry_after)
-}
-
 /// `DEBUG_PANIC_PATH` / `DEBUG_ERROR_PATH` / `DEBUG_TRAP_PATH`: fire inside the handler, on the
 /// request path, as a bug of ours would. All unset (the default) costs three `None` comparisons.
 fn debug_triggers(path: &str, config: &Config) -> Result<(), Failed> {
@@ -468,10 +338,10 @@ fn debug_triggers(path: &str, config: &Config) -> Result<(), Failed> {
 
 /// Where this request goes: `ORIGIN_URL` applied to the request URL, or the URL itself in route
 /// mode.
-fn target_url(url: &str, parts: &UrlParts<'_>, config: &Config) -> Result<String, Failed> {
+fn target_url(url: &Url, config: &Config) -> Result<String, Failed> {
     match &config.origin {
-        Origin::Route => Ok(url.to_owned()),
-        Origin::Url(origin) => Ok(origin.target(parts)),
+        Origin::Route => Ok(url.as_str().to_owned()),
+        Origin::Url(origin) => Ok(origin.target(url)),
         Origin::Invalid(error) => Err(Failure::Misconfigured {
             detail: ConfigError::OriginUrl(error.clone()).to_string(),
         }
@@ -497,96 +367,8 @@ fn debug_error() -> Failed {
     ])
 }
 
-/// One fetch to the origin with the request's method, edited headers (hop-by-hop dropped,
-/// `X-Forwarded-*` and the loop marker set) and body stream, redirects left to the visitor,
-/// within the origin timeout: sent, and its promise returned (see `origin_answered`).
-fn send_to_origin(
-    req: &Request,
-    parts: &UrlParts<'_>,
-    config: &Config,
-    target: &str,
-    attempt: &Attempt,
-) -> Result<Promise, Failed> {
-    let method = req.method();
-    let visitor = forward::Visitor {
-        method: &method,
-        scheme: parts.scheme,
-        host: parts.host,
-    };
-    let incoming = req.headers();
-    let token = forward::loop_token(&config.origin, parts.host);
-    let read = REQUEST_EDIT_READS.with(|names| some_header_pairs(&incoming, names));
-    let edit =
-        forward::request_edit(&read, &visitor, &token).map_err(|_| Failed::from(Failure::Loop))?;
-    let headers = js::edited(&incoming, &edit).map_err(|e| internal(js_message("Headers", &e)))?;
-
-    // Redirects go to the visitor: following them would change what the page is.
-    let body: JsValue = req.body().map_or(JsValue::NULL, JsValue::from);
-    attempt.sent.set(true);
-    attempt.started_ms.set(now());
-    js::fetch_within(
-        target,
-        &method,
-        &headers,
-        &body,
-        "manual",
-        config.origin_timeout_ms,
-    )
-    .map_err(|error| origin_unreachable(&error))
-}
-
-/// The origin fetch failed (refused, reset, DNS): thrown at once or rejected later.
-fn origin_unreachable(error: &JsValue) -> Failed {
-    Failure::OriginUnreachable {
-        detail: js_message("fetch", error),
-    }
-    .into()
-}
-
-/// What the origin fetch came to: its response, or why there is none. Records the call (time,
-/// status) in `attempt` for the breadcrumb, `contexts.origin` and the slow-origin warning.
-fn origin_answered(
-    answer: Result<JsValue, JsValue>,
-    config: &Config,
-    attempt: &Attempt,
-) -> Result<Response, Failed> {
-    let started_ms = attempt.started_ms.get();
-    attempt.call.set(Some(OriginCall {
-        started_ms,
-        duration_ms: elapsed_ms(started_ms, now()),
-        status: answer
-            .as_ref()
-            .ok()
-            .and_then(|value| value.dyn_ref::<Response>())
-            .map(Response::status),
-    }));
-    match answer {
-        // `null`: no answer within the origin timeout (the fetch is left to the runtime to cancel).
-        Ok(value) if value.is_null() => Err(Failure::OriginTimeout {
-            after_ms: config.origin_timeout_ms,
-        }
-        .into()),
-        Ok(value) => value
-            .dyn_into::<Response>()
-            .map_err(|_| internal("fetch resolved to something other than a Response")),
-        Err(error) => Err(origin_unreachable(&error)),
-    }
-}
-
-/// The origin fetch, awaited (the fail-open replay; a passing request takes `on_settled`).
-async fn fetch_origin(
-    req: &Request,
-    parts: &UrlParts<'_>,
-    config: &Config,
-    target: &str,
-    attempt: &Attempt,
-) -> Result<Response, Failed> {
-    let sent = send_to_origin(req, parts, config, target, attempt)?;
-    origin_answered(Settled::from(sent).await, config, attempt)
-}
-
-/// The visitor's request as read for a failure page: the few headers the page needs, in one
-/// crossing. The event reads all of them after the page has gone out (`EventJob::build`).
+/// The visitor's request as read for a failure page: the few headers the page needs. The event
+/// reads all of them after the page has gone out (`EventJob::build`).
 struct Visitor<'a> {
     req: &'a Request,
     headers: Vec<(String, String)>,
@@ -596,7 +378,7 @@ impl<'a> Visitor<'a> {
     fn read(req: &'a Request) -> Self {
         Visitor {
             req,
-            headers: PAGE_READS.with(|names| some_header_pairs(&req.headers(), names)),
+            headers: some_header_pairs(req.headers(), PAGE_READS),
         }
     }
 
@@ -605,63 +387,13 @@ impl<'a> Visitor<'a> {
     }
 }
 
-/// The origin's response without hop-by-hop headers. Almost every response has none and is
-/// returned as-is; otherwise a new response wraps the same body stream (never read here). A
-/// `101 Switching Protocols` (a WebSocket) is always returned as-is: it carries the socket.
-fn without_hop_by_hop(response: Response) -> Response {
-    let status = response.status();
-    if status == 101 {
-        return response;
-    }
-    let read = RESPONSE_EDIT_READS.with(|names| some_header_pairs(&response.headers(), names));
-    let edit = forward::response_edit(&read);
-    if !edit.changes_response() {
-        return response;
-    }
-    let rebuilt = js::edited(&response.headers(), &edit)
-        .map_err(|e| js_message("Headers", &e))
-        .and_then(|headers| {
-            // These statuses must not have a body, and the runtime refuses one.
-            let keep_body = !matches!(status, 204 | 205 | 304);
-            js::rewrap(&response, &headers, keep_body).map_err(|e| js_message("Response", &e))
-        });
-    rebuilt.unwrap_or_else(|error| {
-        console_warn!("edgeguard: hop-by-hop headers left in a response: {error}");
-        response
-    })
-}
-
-/// The failing body's size for the event, then the body is cancelled. With a Content-Length
-/// nothing is read; otherwise at most `FAILING_BODY_PEEK_BYTES` are counted (not kept) for at
-/// most `FAILING_BODY_PEEK_MS`. A body cut short has no known size.
-async fn failing_body_size(response: &Response, content_length: Option<u64>) -> Option<u64> {
-    let body = response.body()?;
-    if content_length.is_some() {
-        js::cancel(&body);
-        return content_length;
-    }
-    let reader = js::reader_of(&body).ok()?;
-    let mut meter = BodyMeter::default();
-    let count = async {
-        loop {
-            let read = js::read_length(&reader).ok()?;
-            // A chunk's length, or -1 at the end of the stream.
-            let len = Settled::from(read).await.ok()?.as_f64()?;
-            if len < 0.0 {
-                return Some(true);
-            }
-            if !meter.add(len as u64) {
-                return Some(false);
-            }
-        }
-    };
-    let reached_end = within(FAILING_BODY_PEEK_MS, count).await.flatten() == Some(true);
-    js::cancel(&reader);
-    meter.size(reached_end)
-}
-
 /// Reports the failure (when a DSN is configured) and builds the visitor's page.
-fn answer_failure(req: &Request, config: &Config, ctx: &Context, failed: Failed) -> Response {
+fn answer_failure(
+    req: &Request,
+    config: &Config,
+    ctx: &Context,
+    failed: Failed,
+) -> web_sys::Response {
     let visitor = Visitor::read(req);
     // A bad ORIGIN_URL fails every request: it is reported once per isolate (as a config
     // error), not once per request. A loop is not reported here either: the hop that sent the
@@ -675,7 +407,11 @@ fn answer_failure(req: &Request, config: &Config, ctx: &Context, failed: Failed)
 }
 
 /// The page (or JSON) for a failure, quoting the event id when one was sent.
-fn failure_page(visitor: &Visitor<'_>, failed: &Failed, event_id: Option<EventId>) -> Response {
+fn failure_page(
+    visitor: &Visitor<'_>,
+    failed: &Failed,
+    event_id: Option<EventId>,
+) -> web_sys::Response {
     let status = failed.failure.status();
     let event_hex = event_id.map(|id| id.to_hex());
     let token = event_hex.as_deref().and_then(|id| {
@@ -701,18 +437,15 @@ fn failure_page(visitor: &Visitor<'_>, failed: &Failed, event_id: Option<EventId
         .as_ref()
         .and_then(|o| o.retry_after.as_deref())
         .filter(|_| status == 503);
-    let head = visitor.req.method().eq_ignore_ascii_case("HEAD");
-    page_response(
-        status,
-        content_type,
-        (!head).then_some(body.as_str()),
-        event_hex.as_deref(),
-        retry_after,
-    )
-    .unwrap_or_else(|error| {
-        console_error!("edgeguard: could not build the error page: {error}");
-        bare_response(status)
-    })
+    let mut extra = vec![("content-type", content_type)];
+    if let Some(id) = &event_hex {
+        extra.push(("x-sentry-id", id));
+    }
+    if let Some(seconds) = retry_after {
+        extra.push(("retry-after", seconds));
+    }
+    let head = visitor.req.inner().method().eq_ignore_ascii_case("HEAD");
+    page_response(status, &extra, (!head).then_some(body))
 }
 
 /// Builds the event and schedules its delivery after the response. Returns the event id, or
@@ -732,9 +465,9 @@ fn report_event(
     // is capped as the one Sentry issue it is. A config report (no request) is keyed by its
     // text: one key per bad setting.
     let flood_key = if with_request {
-        let url = visitor.req.url();
-        let path = UrlParts::split(&url).map_or("", |parts| parts.path);
-        route::fingerprint(&failed.failure, &visitor.req.method(), path).join("\n")
+        let path = visitor.req.path();
+        let method = visitor.req.inner().method();
+        route::fingerprint(&failed.failure, &method, &path).join("\n")
     } else {
         failed.failure.exception_value()
     };
@@ -763,7 +496,7 @@ fn report_event(
             .unwrap_or_else(|| Rc::new(config.clone())),
         failed: failed.clone(),
         // The JS reference, not `Request.clone()` (which would tee the body).
-        req: Clone::clone(visitor.req),
+        req: Request::from(Clone::clone(visitor.req.inner())),
         with_request,
     };
     let id = job.id;
@@ -799,7 +532,7 @@ fn token_key() -> Option<TokenKey> {
 fn init_token_key(env: &Env) {
     FEEDBACK_KEY.with(|cell| {
         cell.get_or_init(|| {
-            let secret = env.secret("FEEDBACK_SECRET");
+            let secret = env.secret("FEEDBACK_SECRET").ok().map(|s| s.to_string());
             if let Some(secret) = secret.filter(|s| !s.is_empty()) {
                 match TokenKey::from_secret(&secret) {
                     Ok(key) => return Some(key),
@@ -820,98 +553,6 @@ fn init_token_key(env: &Env) {
     });
 }
 
-/// The feedback form's target, never proxied: answers with the thank-you (or apology) page.
-async fn feedback_endpoint(req: &Request, ctx: &Context, config: &Config) -> Response {
-    let headers = header_pairs(&req.headers());
-    let header = |name: &str| find_header(&headers, name);
-    let (status, reason, sent) = match accept_feedback(req, ctx, config, &headers).await {
-        Ok(()) => (200, "OK", true),
-        Err(rejection) => {
-            console_warn!("edgeguard: feedback refused: {rejection}");
-            (rejection.status(), rejection.reason(), false)
-        }
-    };
-    let body = page::feedback_html(
-        page_language(header("accept-language")),
-        status,
-        reason,
-        sent,
-    );
-    let head = req.method().eq_ignore_ascii_case("HEAD");
-    page_response(
-        status,
-        "text/html; charset=utf-8",
-        (!head).then_some(body.as_str()),
-        None,
-        None,
-    )
-    .inspect(|response| {
-        if status == 405 {
-            let _ = response.headers().set("allow", "POST");
-        }
-    })
-    .unwrap_or_else(|error| {
-        console_error!("edgeguard: could not build the feedback page: {error}");
-        bare_response(status)
-    })
-}
-
-/// Checks one submission and schedules its delivery to Sentry.
-async fn accept_feedback(
-    req: &Request,
-    ctx: &Context,
-    config: &Config,
-    headers: &[(String, String)],
-) -> Result<(), Rejection> {
-    let header = |name: &str| find_header(headers, name);
-    let length = feedback::check_request(
-        &req.method(),
-        header("content-type"),
-        header("content-length"),
-    )?;
-    let dsn = config.dsn.as_ref().ok_or(Rejection::Disabled)?;
-    let key = token_key().ok_or(Rejection::Disabled)?;
-    let body = match js::body_bytes(req) {
-        Ok(promise) => Settled::from(promise)
-            .await
-            .map(|buffer| js::bytes_of(&buffer))
-            .map_err(|_| Rejection::Invalid("body"))?,
-        Err(_) => return Err(Rejection::Invalid("body")),
-    };
-    // The runtime frames the body by Content-Length; this guards against it not doing so.
-    if body.len() > length.min(feedback::MAX_BODY_BYTES) {
-        return Err(Rejection::TooLarge);
-    }
-    let submission = Submission::from_pairs(&form::parse(&body))?;
-    let now = now();
-    key.verify(&submission.event_id, &submission.token, now)?;
-    if !FEEDBACK_RATE.with(|rate| rate.borrow_mut().allow(now)) {
-        return Err(Rejection::RateLimited);
-    }
-    let mut random = [0u8; 16];
-    runtime::random(&mut random).map_err(|_| Rejection::Disabled)?;
-    let id = EventId::from_random(random);
-    let release = (!config.release.is_empty()).then_some(config.release.as_str());
-    let body = feedback::feedback_envelope(
-        &submission,
-        &FeedbackContext {
-            id,
-            now_ms: now,
-            url: None,
-            environment: &config.environment,
-            release,
-        },
-    );
-    // Feedback is not sampled or flood-capped (FEEDBACK_RATE bounds it) but honours Sentry's
-    // rate limits like any envelope.
-    if !transport::admit(ctx, dsn, 1.0, CATEGORY_FEEDBACK, None) {
-        return Err(Rejection::RateLimited);
-    }
-    let delivery = Delivery::new(dsn, body, id, "feedback", CATEGORY_FEEDBACK);
-    ctx.wait_until(delivery.send());
-    Ok(())
-}
-
 /// Everything an event is built from, owned, so the build can wait until after the response.
 struct EventJob {
     id: EventId,
@@ -928,21 +569,24 @@ impl EventJob {
     /// The envelope, ready to send; `None` if the request URL cannot be read back.
     fn build(&self) -> Option<Delivery> {
         let (id, failed) = (self.id, &self.failed);
-        let url = self.req.url();
-        let parts = UrlParts::split(&url)?;
-        let colo = js::cf_string(&self.req, "colo");
-        let method = self.req.method();
+        let url = self.req.url().ok()?;
+        let colo = self
+            .req
+            .cf()
+            .map(|cf| cf.colo())
+            .filter(|colo| !colo.is_empty());
+        let method = self.req.inner().method();
         // All headers, read now that the page has gone out; the event scrubs them.
-        let headers = header_pairs(&self.req.headers());
+        let headers = header_pairs(self.req.headers());
         let request = RequestInfo {
             method: &method,
-            url: parts,
+            url: &url,
             headers: &headers,
         };
         let origin_headers = failed
             .origin
             .as_ref()
-            .map(|origin| header_pairs(&origin.response.headers()));
+            .map(|origin| header_pairs(&origin.headers));
         let response = failed.origin.as_ref().map(|origin| ResponseInfo {
             status: failed.failure.status(),
             headers: origin_headers.as_deref().unwrap_or_default(),
@@ -955,7 +599,9 @@ impl EventJob {
             request: self.with_request.then_some(&request),
             response: response.as_ref(),
             ray_id: find_header(&headers, "cf-ray"),
-            server_name: colo.as_deref().unwrap_or_else(|| parts.hostname()),
+            server_name: colo
+                .as_deref()
+                .unwrap_or_else(|| url.host_str().unwrap_or_default()),
             colo: colo.as_deref(),
             origin_call: failed.call.as_ref(),
             config: &self.config,
@@ -979,22 +625,6 @@ fn count_reporter_failure(what: &str) {
         n.get()
     });
     console_error!("edgeguard: reporter failure #{count} in this isolate: {what}");
-}
-
-/// Runs `future` for at most `timeout_ms`; `None` when the time ran out first.
-async fn within<F: Future>(timeout_ms: u32, future: F) -> Option<F::Output> {
-    let mut future = pin!(future);
-    let mut timer = pin!(runtime::sleep(timeout_ms));
-    poll_fn(|cx| {
-        if let Poll::Ready(output) = future.as_mut().poll(cx) {
-            return Poll::Ready(Some(output));
-        }
-        if timer.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(None);
-        }
-        Poll::Pending
-    })
-    .await
 }
 
 /// Runs `future`, turning a panic inside any of its polls into `Failure::Panic` with the message
@@ -1027,17 +657,14 @@ impl Failure {
     }
 }
 
-/// Records each panic's message and source location for `catch_panic`, then hands over to the
-/// hook that was there before (`runtime`'s, which logs the panic to the console).
+/// Records each panic's message and source location for `catch_panic`, and logs it (the
+/// default hook writes to a stderr no one reads).
 fn install_panic_hook() {
     if PANIC_HOOK_INSTALLED.with(|installed| installed.replace(true)) {
         return;
     }
-    crate::executor::on_panic(|| {
-        count_reporter_failure("a background task panicked; it was dropped");
-    });
-    let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        console_error!("edgeguard: Rust panic: {info}");
         let message = info
             .payload_as_str()
             .unwrap_or("panic with a non-string payload")
@@ -1052,47 +679,49 @@ fn install_panic_hook() {
                 *last = Some((message, location));
             }
         });
-        previous(info);
     }));
 }
 
-/// A page (or its JSON) as a response: the shared page headers, its content type, the event
-/// id to quote and the origin's `Retry-After` (a 503's).
-fn page_response(
-    status: u16,
-    content_type: &str,
-    body: Option<&str>,
-    event_id: Option<&str>,
-    retry_after: Option<&str>,
-) -> Result<Response, String> {
-    let mut extra = vec![("content-type", content_type)];
-    if let Some(id) = event_id {
-        extra.push(("x-sentry-id", id));
+/// A page (or its JSON, or the feedback page) as a response: the shared page headers, then
+/// `extra` (content type, the event id to quote, a 503's `Retry-After`, ...).
+fn page_response(status: u16, extra: &[(&str, &str)], body: Option<String>) -> web_sys::Response {
+    let headers = Headers::new();
+    let set = PAGE_HEADER_PAIRS
+        .iter()
+        .chain(extra)
+        .try_for_each(|(name, value)| headers.set(name, value));
+    let response = set.and_then(|()| {
+        let response = match body {
+            Some(body) => Response::from_bytes(body.into_bytes())?,
+            None => Response::empty()?,
+        };
+        Ok(response.with_status(status).with_headers(headers))
+    });
+    match response {
+        Ok(response) => into_runtime(response, status),
+        Err(error) => {
+            console_error!("edgeguard: could not build the error page: {error}");
+            bare_response(status)
+        }
     }
-    if let Some(seconds) = retry_after {
-        extra.push(("retry-after", seconds));
-    }
-    PAGE_HEADERS.with(|base| match base {
-        Ok(base) => js::response(status, base, &extra, body.map(str::as_bytes))
-            .map_err(|e| js_message("Response", &e)),
-        Err(e) => Err(js_message("Headers", e)),
-    })
+}
+
+/// `response` as the runtime's own object. The conversion cannot fail for what edgeguard builds
+/// (a valid status, bytes or a stream), but it is made under `catch_unwind` all the same, as
+/// workers-rs unwraps inside it: a surprise is a bare `status`, never a panic past the handler.
+fn into_runtime(response: Response, status: u16) -> web_sys::Response {
+    catch_unwind(AssertUnwindSafe(|| web_sys::Response::from(response)))
+        .unwrap_or_else(|_| bare_response(status))
 }
 
 /// The last resort when even the page cannot be built: a bare status, still not an `Err`.
-fn bare_response(status: u16) -> Response {
-    js::bare(status)
-}
-
-/// The first value of header `name` (case-insensitive) in `headers`.
-fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
-
-/// A JS exception as text for the event and the log: `what: message`.
-fn js_message(what: &str, error: &JsValue) -> String {
-    format!("{what}: {}", js::error_message(error))
+fn bare_response(status: u16) -> web_sys::Response {
+    let init = web_sys::ResponseInit::new();
+    init.set_status(status);
+    web_sys::Response::new_with_opt_str_and_init(None, &init)
+        .or_else(|_| web_sys::Response::new())
+        .unwrap_or_else(|_| {
+            // `new Response()` cannot throw; this arm only satisfies the type.
+            worker::wasm_bindgen::JsValue::NULL.into()
+        })
 }

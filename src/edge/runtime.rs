@@ -1,191 +1,143 @@
-//! The Workers runtime as the edge sees it: the handler's `env` and `ctx`, a timer, the console,
-//! and the promise the runtime awaits. Bound directly with wasm-bindgen rather than through the
-//! `worker` crate, whose `#[wasm_bindgen]` exports (stream adapters, container and R2 classes)
-//! can never be dead-stripped and cost ~25 KB of wasm and JS glue we never used.
-//!
-//! `src/entry.js` is the module the runtime loads: it calls [`super::fetch`] with the runtime's
-//! own `request`, `env` and `ctx` objects. Nothing here decides anything.
-//!
-//! No `js-sys` or `web-sys` either: the few runtime types edgeguard touches are declared here,
-//! with only the members it reads. Linking `js-sys` kept ~13 KB of wasm alive (closure shims for
-//! every JS API it binds, used or not, in the panic=unwind build), and its futures ~21 KB more
-//! (`super::task` replaces them).
+//! The few runtime services the edge needs beyond what `worker` wraps, each a line or two over
+//! `worker`, `js-sys` or `getrandom`: the clock, randomness, timers, header lists as pairs, a
+//! body's chunks counted, gzip through the runtime's `CompressionStream`. They decide nothing.
 
-use super::task::{self, Settled};
-use std::future::Future;
-use wasm_bindgen::prelude::*;
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::task::Poll;
+use std::time::Duration;
+use worker::js_sys::{self, futures::JsFuture, Reflect, Uint8Array};
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::{web_sys, Delay, Headers};
 
-#[wasm_bindgen(inline_js = r#"
-// Requests whose ctx.passThroughOnException() was called: src/entry.js reads this set when the
-// wasm instance fails underneath a request, to let the runtime pass it to the origin.
-const passing = (globalThis.__edgeguardPassing ??= new WeakSet());
-
-export function passThrough(ctx) {
-  ctx.passThroughOnException();
-  passing.add(ctx);
-}
-"#)]
-extern "C" {
-    /// The handler's `env`: vars and secrets, as the runtime binds them.
-    pub type Env;
-
-    /// The handler's `ctx` (an `ExecutionContext`).
-    pub type Context;
-
-    #[wasm_bindgen(method, catch, js_name = waitUntil)]
-    fn wait_until_promise(this: &Context, promise: &Promise) -> Result<(), JsValue>;
-
-    #[wasm_bindgen(js_name = passThrough, catch)]
-    fn pass_through(ctx: &Context) -> Result<(), JsValue>;
+/// `Date.now()`: epoch milliseconds. On Workers the clock only advances across I/O, which is
+/// what a timestamp of "when the failure was answered" needs. (`std::time` panics on wasm32.)
+pub fn now() -> f64 {
+    js_sys::Date::now()
 }
 
-#[wasm_bindgen]
-extern "C" {
-    /// The runtime's `Request`: the visitor's request.
-    #[derive(Clone)]
-    pub type Request;
-    #[wasm_bindgen(method, getter)]
-    pub fn url(this: &Request) -> String;
-    #[wasm_bindgen(method, getter)]
-    pub fn method(this: &Request) -> String;
-    #[wasm_bindgen(method, getter)]
-    pub fn headers(this: &Request) -> Headers;
-    #[wasm_bindgen(method, getter)]
-    pub fn body(this: &Request) -> Option<ReadableStream>;
-    #[wasm_bindgen(method, getter, js_name = bodyUsed)]
-    pub fn body_used(this: &Request) -> bool;
-
-    /// The runtime's `Response`: the origin's, or one of ours.
-    #[derive(Clone)]
-    pub type Response;
-    #[wasm_bindgen(method, getter)]
-    pub fn status(this: &Response) -> u16;
-    #[wasm_bindgen(method, getter)]
-    pub fn headers(this: &Response) -> Headers;
-    #[wasm_bindgen(method, getter)]
-    pub fn body(this: &Response) -> Option<ReadableStream>;
-
-    /// The runtime's `Headers`.
-    pub type Headers;
-    #[wasm_bindgen(method, catch)]
-    pub fn get(this: &Headers, name: &str) -> Result<Option<String>, JsValue>;
-    #[wasm_bindgen(method, catch)]
-    pub fn set(this: &Headers, name: &str, value: &str) -> Result<(), JsValue>;
-
-    /// A body stream (never read here, only handed on, counted or cancelled).
-    pub type ReadableStream;
-
-    /// A JS promise: awaited through [`Settled`], or handed to the runtime.
-    pub type Promise;
-
-    /// `Date.now()`: epoch milliseconds (on Workers, the time of the last I/O).
-    #[wasm_bindgen(js_namespace = Date)]
-    pub fn now() -> f64;
-
-    #[wasm_bindgen(js_namespace = console, js_name = log)]
-    pub(crate) fn console_log_str(message: &str);
-    #[wasm_bindgen(js_namespace = console, js_name = warn)]
-    pub(crate) fn console_warn_str(message: &str);
-    #[wasm_bindgen(js_namespace = console, js_name = error)]
-    pub(crate) fn console_error_str(message: &str);
+/// Fills `bytes` from the runtime's CSPRNG (`crypto.getRandomValues`, through getrandom's
+/// `wasm_js` backend).
+pub fn random(bytes: &mut [u8]) -> Result<(), String> {
+    getrandom::fill(bytes).map_err(|error| error.to_string())
 }
 
-impl Env {
-    /// A text var or secret: `None` when unset or bound to anything but a string.
-    pub fn var(&self, name: &str) -> Option<String> {
-        super::js::string_property(self, name)
-    }
-
-    /// A secret (`wrangler secret put`): to the worker, a text binding like any var.
-    pub fn secret(&self, name: &str) -> Option<String> {
-        self.var(name)
-    }
-}
-
-impl Context {
-    /// Keeps the isolate working on `future` after the response is sent (up to the runtime's
-    /// limit). A panic inside it ends that future only.
-    pub fn wait_until<F: Future<Output = ()> + 'static>(&self, future: F) {
-        let promise = task::to_promise(
-            async move {
-                future.await;
-                JsValue::UNDEFINED
-            },
-            || JsValue::UNDEFINED,
-        );
-        // Refused only outside a request; the work is then simply not kept alive.
-        let _ = self.wait_until_promise(&promise);
-    }
-
-    /// Should the handler itself fail (here: the wasm instance trapping), the runtime sends
-    /// the request to the origin instead of answering with an error.
-    pub fn pass_through_on_exception(&self) {
-        let _ = pass_through(self);
-    }
-}
-
-/// Resolves after `ms`, on the runtime's timer. `sleep(0)` is not "after the response": workerd
+/// Resolves after `ms` on the runtime's timer. Not "after the response" for `ms = 0`: workerd
 /// can run a 0 ms timer before it has written a response handed back in this turn (see
 /// `edge::AFTER_PAGE_MS`).
 pub async fn sleep(ms: u32) {
-    let _ = Settled::from(super::js::sleep(ms)).await;
+    Delay::from(Duration::from_millis(u64::from(ms))).await;
 }
 
-/// The handler's answer as the promise the runtime awaits. The handler returns a response, never
-/// an error, so the promise never rejects (only a trap of the whole instance can fail it: see
-/// `src/entry.js`).
-pub fn respond<F>(handler: F) -> Promise
-where
-    F: Future<Output = Response> + 'static,
-{
-    // A panic the handler did not catch (none should get past `guarded`) still answers: a
-    // bare 500 rather than a request left hanging.
-    task::to_promise(handler, || super::js::bare(500).into())
+/// Runs `future` for at most `timeout_ms`; `None` when the time ran out first (the future is
+/// then dropped: a fetch it held is left to the runtime, which cancels it when the request ends).
+pub async fn within<F: Future>(timeout_ms: u32, future: F) -> Option<F::Output> {
+    let mut future = pin!(future);
+    let mut timer = pin!(sleep(timeout_ms));
+    poll_fn(|cx| {
+        if let Poll::Ready(output) = future.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await
 }
 
-/// Runs once per instance. Arms [`on_abort`], and logs panics to the console (the default hook
-/// writes to a stderr no one reads); `edge::install_panic_hook` chains to this hook.
-#[wasm_bindgen(start)]
-fn start() {
-    wasm_bindgen::handler::set_on_abort(on_abort);
-    std::panic::set_hook(Box::new(|info| {
-        console_error_str(&format!("edgeguard: Rust panic: {info}"));
-    }));
+/// Every header as a lowercase `(name, value)` pair; repeated `Set-Cookie` headers stay apart.
+pub fn header_pairs(headers: &Headers) -> Vec<(String, String)> {
+    headers.entries().collect()
 }
 
-/// Called by wasm-bindgen's glue when the instance hard-aborts (a trap `catch_unwind` cannot
-/// stop: stack overflow, out of memory, `unreachable`). The instance is poisoned: the next call
-/// into it builds a fresh one from the same module instead of failing forever. Only
-/// wasm-bindgen's own intrinsics work here: any other import call from the dead instance traps
-/// again (so `src/entry.js` notices the trap itself, from the runtime's `error` event).
-fn on_abort() {
-    wasm_bindgen::handler::schedule_reinit();
+/// The headers named in `names` that are present, as `(name, value)` pairs: what a decision
+/// needs, without carrying the rest (cookies, ...) into wasm.
+pub fn some_header_pairs<'a>(
+    headers: &Headers,
+    names: impl IntoIterator<Item = &'a str>,
+) -> Vec<(String, String)> {
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let value = headers.get(name).ok().flatten()?;
+            Some((name.to_owned(), value))
+        })
+        .collect()
+}
+
+/// The first value of header `name` (case-insensitive) in `headers`.
+pub fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// A JS exception as text: its `message`, or the thrown string.
+pub fn js_error_message(error: &JsValue) -> String {
+    if let Some(error) = error.dyn_ref::<js_sys::Error>() {
+        return String::from(error.message());
+    }
+    error
+        .as_string()
+        .unwrap_or_else(|| "unknown error".to_owned())
+}
+
+/// `stream.cancel()`, its outcome ignored: a courtesy to the runtime that changes nothing.
+pub fn cancel(stream: &web_sys::ReadableStream) {
+    let _ = stream.cancel();
+}
+
+/// A reader of `stream` (which locks it: cancel the reader, not the stream, when done).
+pub fn reader_of(
+    stream: &web_sys::ReadableStream,
+) -> Result<web_sys::ReadableStreamDefaultReader, JsValue> {
+    stream.get_reader().dyn_into().map_err(JsValue::from)
+}
+
+/// Reads chunk by chunk, handing each chunk's length to `take` until it returns `false`; `true`
+/// when the stream ended. Nothing is kept: the chunks are only counted.
+pub async fn count_chunks(
+    reader: &web_sys::ReadableStreamDefaultReader,
+    mut take: impl FnMut(u64) -> bool,
+) -> Result<bool, JsValue> {
+    loop {
+        let chunk = JsFuture::from(reader.read()).await?;
+        if Reflect::get(&chunk, &JsValue::from_str("done"))?.is_truthy() {
+            return Ok(true);
+        }
+        let value = Reflect::get(&chunk, &JsValue::from_str("value"))?;
+        let len = value.dyn_ref::<Uint8Array>().map_or(0, Uint8Array::length);
+        if !take(u64::from(len)) {
+            return Ok(false);
+        }
+    }
+}
+
+/// `bytes` through the runtime's `CompressionStream("gzip")`: the compressor is the runtime's,
+/// so none is linked into the wasm. `CompressionStream` is not among the web-sys bindings
+/// `worker` enables, so it is reached through `js_sys::Reflect`.
+pub async fn gzip(bytes: &[u8]) -> Result<Vec<u8>, JsValue> {
+    let global = js_sys::global();
+    let class: js_sys::Function =
+        Reflect::get(&global, &JsValue::from_str("CompressionStream"))?.dyn_into()?;
+    let compressor = Reflect::construct(&class, &js_sys::Array::of1(&JsValue::from_str("gzip")))?;
+    let plain = web_sys::Response::new_with_opt_buffer_source(Some(&Uint8Array::from(bytes)))?;
+    let stream = plain
+        .body()
+        .ok_or_else(|| JsValue::from_str("no body to compress"))?;
+    let pipe_through: js_sys::Function =
+        Reflect::get(&stream, &JsValue::from_str("pipeThrough"))?.dyn_into()?;
+    let compressed: web_sys::ReadableStream =
+        pipe_through.call1(&stream, &compressor)?.dyn_into()?;
+    let response = web_sys::Response::new_with_opt_readable_stream(Some(&compressed))?;
+    let buffer = JsFuture::from(response.array_buffer()?).await?;
+    Ok(Uint8Array::new(&buffer).to_vec())
 }
 
 /// `DEBUG_TRAP_PATH`: a trap of the wasm instance (`unreachable`), what no `catch_unwind` stops,
 /// as a stack overflow or running out of memory would end it.
 pub fn trap() -> ! {
     core::arch::wasm32::unreachable()
-}
-
-/// `console.log` with `format!` arguments.
-macro_rules! console_log {
-    ($($arg:tt)*) => { $crate::edge::runtime::console_log_str(&format!($($arg)*)) };
-}
-
-/// `console.warn` with `format!` arguments.
-macro_rules! console_warn {
-    ($($arg:tt)*) => { $crate::edge::runtime::console_warn_str(&format!($($arg)*)) };
-}
-
-/// `console.error` with `format!` arguments.
-macro_rules! console_error {
-    ($($arg:tt)*) => { $crate::edge::runtime::console_error_str(&format!($($arg)*)) };
-}
-
-pub(crate) use {console_error, console_log, console_warn};
-
-/// Fills `bytes` from the runtime's CSPRNG (`crypto.getRandomValues`).
-pub fn random(bytes: &mut [u8]) -> Result<(), String> {
-    super::js::random_fill(bytes).map_err(|e| super::js::error_message(&e))
 }

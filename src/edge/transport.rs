@@ -3,10 +3,8 @@
 //! rate limits off every answer, and the client reports of what was dropped. Every decision is
 //! `delivery::Reporter`'s; this file only carries them out against the runtime.
 
-use super::js;
-use super::runtime::{self, console_log, console_warn, now, Context, Response};
-use super::task::Settled;
-use super::{count_reporter_failure, js_message};
+use super::count_reporter_failure;
+use super::runtime::{self, cancel, js_error_message, now, within};
 use crate::sentry::delivery::{
     self, Discards, Reason, Reporter, CLIENT_REPORT_FLUSH_MS, MIN_GZIP_BYTES,
 };
@@ -15,7 +13,10 @@ use crate::sentry::envelope;
 use crate::sentry::id::EventId;
 use crate::{SDK_NAME, SDK_VERSION};
 use std::cell::{Cell, RefCell};
-use wasm_bindgen::{JsCast, JsValue};
+use worker::js_sys::Uint8Array;
+use worker::{
+    console_log, console_warn, Context, Fetch, Headers, Method, Request, RequestInit, ResponseBody,
+};
 
 /// One attempt at sending that has not finished by then is abandoned. With the one retry a
 /// network error earns, a send ends within 16 s, well inside the 30 s `wait_until` grants.
@@ -180,21 +181,24 @@ impl Delivery {
         }
         let plain = self.body.len();
         let gzipped = if plain >= MIN_GZIP_BYTES {
-            gzip(&self.body)
+            runtime::gzip(&self.body)
                 .await
-                .map_err(|e| console_warn!("edgeguard: gzip failed, sending plain: {e}"))
+                .map_err(|e| {
+                    console_warn!(
+                        "edgeguard: gzip failed, sending plain: {}",
+                        js_error_message(&e)
+                    )
+                })
                 .ok()
-                .filter(|g| delivery::gzip_pays(plain, js::byte_length(g) as usize))
+                .filter(|g| delivery::gzip_pays(plain, g.len()))
         } else {
             None
         };
-        let wire = gzipped
-            .as_ref()
-            .map_or(plain, |g| js::byte_length(g) as usize);
-        let answer = match self.post(gzipped.as_ref()).await {
+        let wire = gzipped.as_ref().map_or(plain, Vec::len);
+        let answer = match self.post(gzipped.as_deref()).await {
             Err(SendFailure::Network(error)) => {
                 console_warn!("edgeguard: {} not sent ({error}); retrying once", self.what);
-                self.post(gzipped.as_ref()).await
+                self.post(gzipped.as_deref()).await
             }
             other => other,
         };
@@ -262,57 +266,41 @@ impl Delivery {
         ));
     }
 
-    /// One POST of the envelope (`gzipped`: the compressed body, a `Uint8Array`, to send
-    /// instead).
-    async fn post(&self, gzipped: Option<&JsValue>) -> Result<Answer, SendFailure> {
-        let local = |what: &str, e: &JsValue| SendFailure::Local(js_message(what, e));
-        let mut headers = vec![
+    /// One POST of the envelope (`gzipped`: the compressed body, to send instead).
+    async fn post(&self, gzipped: Option<&[u8]>) -> Result<Answer, SendFailure> {
+        let local = |what: &str, e: worker::Error| SendFailure::Local(format!("{what}: {e}"));
+        let headers = Headers::new();
+        let mut pairs = vec![
             ("content-type", envelope::CONTENT_TYPE),
             ("x-sentry-auth", self.auth.as_str()),
         ];
         if gzipped.is_some() {
-            headers.push(("content-encoding", "gzip"));
+            pairs.push(("content-encoding", "gzip"));
         }
-        let headers = js::headers(&headers).map_err(|e| local("Headers", &e))?;
-        let body = gzipped
-            .cloned()
-            .unwrap_or_else(|| js::copy_bytes(&self.body));
-        let sent = js::fetch_within(
-            &self.url,
-            "POST",
-            &headers,
-            &body,
-            "follow",
-            SENTRY_SEND_TIMEOUT_MS,
-        )
-        .map_err(|e| local("fetch", &e))?;
-        match Settled::from(sent).await {
-            // `null`: no answer in time; the runtime cancels the request when the work ends.
-            Ok(value) if value.is_null() => Err(SendFailure::Timeout),
-            Err(error) => Err(SendFailure::Network(js_message("fetch", &error))),
-            Ok(value) => {
-                let response: Response = value
-                    .dyn_into()
-                    .map_err(|_| SendFailure::Local("fetch resolved to a non-Response".into()))?;
-                if let Some(body) = response.body() {
-                    js::cancel(&body);
+        for (name, value) in pairs {
+            headers.set(name, value).map_err(|e| local("Headers", e))?;
+        }
+        let body = Uint8Array::from(gzipped.unwrap_or(&self.body));
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post)
+            .with_headers(headers)
+            .with_body(Some(body.into()));
+        let request = Request::new_with_init(&self.url, &init).map_err(|e| local("Request", e))?;
+        match within(SENTRY_SEND_TIMEOUT_MS, Fetch::Request(request).send()).await {
+            // No answer in time; the runtime cancels the request when the work ends.
+            None => Err(SendFailure::Timeout),
+            Some(Err(error)) => Err(SendFailure::Network(format!("fetch: {error}"))),
+            Some(Ok(response)) => {
+                if let ResponseBody::Stream(body) = response.body() {
+                    cancel(body);
                 }
                 let header = |name: &str| response.headers().get(name).ok().flatten();
                 Ok(Answer {
-                    status: response.status(),
+                    status: response.status_code(),
                     rate_limits: header("x-sentry-rate-limits"),
                     retry_after: header("retry-after"),
                 })
             }
         }
     }
-}
-
-/// `bytes` gzipped by the runtime (`CompressionStream`), as a `Uint8Array`: it goes to `fetch`
-/// as it is, never back through wasm.
-async fn gzip(bytes: &[u8]) -> Result<JsValue, String> {
-    let compressed = js::gzip(bytes).map_err(|e| js_message("CompressionStream", &e))?;
-    Settled::from(compressed)
-        .await
-        .map_err(|e| js_message("CompressionStream", &e))
 }
