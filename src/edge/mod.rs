@@ -570,11 +570,7 @@ impl EventJob {
     fn build(&self) -> Option<Delivery> {
         let (id, failed) = (self.id, &self.failed);
         let url = self.req.url().ok()?;
-        let colo = self
-            .req
-            .cf()
-            .map(|cf| cf.colo())
-            .filter(|colo| !colo.is_empty());
+        let colo = runtime::cf_string(&self.req, "colo");
         let method = self.req.inner().method();
         // All headers, read now that the page has gone out; the event scrubs them.
         let headers = header_pairs(self.req.headers());

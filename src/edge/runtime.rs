@@ -66,6 +66,15 @@ pub fn some_header_pairs<'a>(
         .collect()
 }
 
+/// A non-empty string property of `request.cf`, read directly: `worker::Cf`'s getters unwrap,
+/// and a request not from Cloudflare's edge (workerd locally, `wrangler dev`) has a `cf` object
+/// without `colo`.
+pub fn cf_string(req: &worker::Request, key: &str) -> Option<String> {
+    let cf = Reflect::get(req.inner(), &JsValue::from_str("cf")).ok()?;
+    let value = Reflect::get(&cf, &JsValue::from_str(key)).ok()?.as_string()?;
+    Some(value).filter(|value| !value.is_empty())
+}
+
 /// The first value of header `name` (case-insensitive) in `headers`.
 pub fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers

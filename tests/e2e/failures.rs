@@ -72,7 +72,7 @@ fn a_panic_gets_our_page_and_an_event_whose_frame_points_into_our_source() {
     assert_eq!(panic["mechanism"]["type"], "panic", "{event:#}");
     assert_eq!(panic["mechanism"]["handled"], false, "{event:#}");
     let frame = &panic["stacktrace"]["frames"][0];
-    assert_eq!(frame["filename"], "src/edge.rs", "{event:#}");
+    assert_eq!(frame["filename"], "src/edge/mod.rs", "{event:#}");
     assert!(frame["lineno"].as_u64().unwrap_or(0) > 0, "{event:#}");
     assert_eq!(frame["in_app"], true, "{event:#}");
     assert_eq!(event["tags"]["status"], "500");
