@@ -208,16 +208,16 @@ impl Delivery {
                 );
             }
         };
-        let limited = with_reporter(|r| {
+        let new_limits = with_reporter(|r| {
             r.limits.update(
                 now(),
                 answer.status,
                 answer.rate_limits.as_deref(),
                 answer.retry_after.as_deref(),
             )
-        }) == Some(true);
-        if limited {
-            console_warn!("edgeguard: Sentry set a rate limit; events are dropped until it ends");
+        });
+        if let Some(new_limits) = new_limits.filter(|n| !n.is_empty()) {
+            console_warn!("edgeguard: {new_limits}");
         }
         match Reason::for_status(answer.status) {
             None if !LOG_ACCEPTED.with(Cell::get) => {}
