@@ -139,7 +139,7 @@ def issue_url(issue):
     return get_settings().BASE_URL + issue.get_absolute_url()
 
 
-def edgeguard_page(answer, url, status, args):
+def edgeguard_page(answer, url, status):
     """The visitor's view of a failure: edgeguard's page for `status`, with the event id it sent.
     Returns that id (None if missing)."""
     expect_status(answer, url, status)
@@ -235,7 +235,7 @@ def main():
 
     step(f"2. {w}/subscribe : the shop raises an unhandled IntegrityError")
     answer = get(f"{w}/subscribe")
-    event_id = edgeguard_page(answer, f"{w}/subscribe", 500, args)
+    event_id = edgeguard_page(answer, f"{w}/subscribe", 500)
     check("Server Error (500)" not in answer.body, "the visitor never sees Django's white \"Server Error (500)\"")
     edge = edgeguard_event(event_id, "OriginStatus: Origin answered 500", args)
     edge_events.append(event_id)
@@ -276,14 +276,14 @@ def main():
 
     step(f"4. {w}/maintenance : the shop answers 503 with Retry-After")
     answer = get(f"{w}/maintenance")
-    event_id = edgeguard_page(answer, f"{w}/maintenance", 503, args)
+    event_id = edgeguard_page(answer, f"{w}/maintenance", 503)
     check(answer.header("retry-after") == "120", f"Retry-After: {answer.header('retry-after')} (the shop's, kept)")
     edgeguard_event(event_id, "OriginStatus: Origin answered 503", args)
     edge_events.append(event_id)
 
     step(f"5. {w}/slow : the shop takes longer than ORIGIN_TIMEOUT_MS ({args.timeout_ms} ms)")
     answer = get(f"{w}/slow")
-    event_id = edgeguard_page(answer, f"{w}/slow", 504, args)
+    event_id = edgeguard_page(answer, f"{w}/slow", 504)
     limit = args.timeout_ms / 1000
     check(limit <= answer.seconds < limit + 10, f"the 504 came after {answer.seconds:.1f} s",
           f"wanted {limit:g} s to {limit + 10:g} s")
@@ -293,7 +293,7 @@ def main():
     step(f"6. the shop is stopped (pid {args.shop_pid}), then {w}/")
     check(stop_shop(args.shop_pid, args.shop_port), f"127.0.0.1:{args.shop_port} refuses connections")
     answer = get(f"{w}/")
-    event_id = edgeguard_page(answer, f"{w}/", 502, args)
+    event_id = edgeguard_page(answer, f"{w}/", 502)
     edgeguard_event(event_id, "OriginUnreachable: Origin could not be reached", args)
     edge_events.append(event_id)
 
