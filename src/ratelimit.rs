@@ -90,54 +90,80 @@ pub struct NewLimit {
 }
 
 /// What one answer from Sentry changed for the categories edgeguard sends: each category newly
-/// limited, or limited for more than a second longer than before, in [`SENT_CATEGORIES`]
-/// order. Empty when nothing changed that matters (no limit, a limit only on categories
-/// edgeguard never sends, or the limit already in force announced again).
+/// limited, or limited for more than a second longer than before. Nothing (`is_empty`) when
+/// nothing changed that matters: no limit, a limit only on categories edgeguard never sends,
+/// or the limit already in force announced again.
 ///
 /// Its `Display` is the log line (without the `edgeguard: ` prefix), e.g. `Sentry rate-limits
 /// error for 60 s (until 2026-11-24T12:01:00.000Z); those events are dropped until then`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct NewLimits(pub Vec<NewLimit>);
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NewLimits {
+    /// When the answer was read (epoch ms).
+    now_ms: f64,
+    /// Per category of [`SENT_CATEGORIES`], in that order: its new deadline (epoch ms), or 0
+    /// when this answer did not start or extend one.
+    until_ms: [f64; SENT_CATEGORIES.len()],
+}
 
 impl NewLimits {
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.until_ms.iter().all(|&until| until <= 0.0)
+    }
+
+    /// The new limits, in [`SENT_CATEGORIES`] order.
+    pub fn iter(&self) -> impl Iterator<Item = NewLimit> + '_ {
+        SENT_CATEGORIES
+            .iter()
+            .zip(self.until_ms.iter())
+            .filter(|(_, until)| **until > 0.0)
+            .map(|(&category, &until_ms)| NewLimit {
+                category,
+                until_ms,
+                seconds: self.seconds_to(until_ms),
+            })
+    }
+
+    fn seconds_to(&self, until_ms: f64) -> u64 {
+        ((until_ms - self.now_ms) / 1000.0).ceil() as u64
+    }
+
+    fn write_deadline(&self, f: &mut fmt::Formatter<'_>, until_ms: f64) -> fmt::Result {
+        write!(
+            f,
+            " for {} s (until {})",
+            self.seconds_to(until_ms),
+            crate::time::rfc3339_millis(until_ms)
+        )
     }
 }
 
 impl fmt::Display for NewLimits {
-    /// Categories that share a deadline are named together; each deadline once, in the order
-    /// of first appearance.
+    /// Neighbouring categories with the same deadline are named together. Call it only when
+    /// not `is_empty`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Sentry rate-limits ")?;
-        let mut first_group = true;
-        for (i, limit) in self.0.iter().enumerate() {
-            if self.0.iter().take(i).any(|l| l.until_ms == limit.until_ms) {
+        let [error, feedback, internal] = self.until_ms;
+        let [error_name, feedback_name, internal_name] = SENT_CATEGORIES;
+        let mut previous = 0.0;
+        for (category, until) in [
+            (error_name, error),
+            (feedback_name, feedback),
+            (internal_name, internal),
+        ] {
+            if until <= 0.0 {
                 continue;
             }
-            if !first_group {
+            if previous > 0.0 {
+                if previous != until {
+                    self.write_deadline(f, previous)?;
+                }
                 f.write_str(", ")?;
             }
-            first_group = false;
-            let names: Vec<&str> = self
-                .0
-                .iter()
-                .skip(i)
-                .filter(|l| l.until_ms == limit.until_ms)
-                .map(|l| l.category)
-                .collect();
-            match names.split_last() {
-                Some((last, rest)) if !rest.is_empty() => {
-                    write!(f, "{} and {last}", rest.join(", "))?;
-                }
-                _ => f.write_str(limit.category)?,
-            }
-            write!(
-                f,
-                " for {} s (until {})",
-                limit.seconds,
-                crate::time::rfc3339_millis(limit.until_ms)
-            )?;
+            f.write_str(category)?;
+            previous = until;
+        }
+        if previous > 0.0 {
+            self.write_deadline(f, previous)?;
         }
         f.write_str("; those events are dropped until then")
     }
@@ -169,21 +195,38 @@ impl RateLimits {
         rate_limits: Option<&str>,
         retry_after: Option<&str>,
     ) -> NewLimits {
-        let before = SENT_CATEGORIES.map(|category| self.until_ms(category));
+        let [error, feedback, internal] = self.sent_deadlines();
         self.apply(now_ms, status, rate_limits, retry_after);
-        let mut new = NewLimits::default();
-        for (category, before) in SENT_CATEGORIES.into_iter().zip(before) {
-            let until_ms = self.until_ms(category);
+        let [error_now, feedback_now, internal_now] = self.sent_deadlines();
+        // A deadline is news if there was none in force, or it is more than the header's
+        // rounding later than the one in force.
+        let news = |before: f64, until: f64| {
             let was_limited = before > now_ms;
-            if until_ms > now_ms && (!was_limited || until_ms > before + SAME_LIMIT_SLACK_MS) {
-                new.0.push(NewLimit {
-                    category,
-                    until_ms,
-                    seconds: ((until_ms - now_ms) / 1000.0).ceil() as u64,
-                });
+            if until > now_ms && (!was_limited || until > before + SAME_LIMIT_SLACK_MS) {
+                until
+            } else {
+                0.0
             }
+        };
+        NewLimits {
+            now_ms,
+            until_ms: [
+                news(error, error_now),
+                news(feedback, feedback_now),
+                news(internal, internal_now),
+            ],
         }
-        new
+    }
+
+    /// The deadline of each of [`SENT_CATEGORIES`], in that order. (Spelled out: a loop over
+    /// the array, zipped, cost some hundred bytes of wasm more.)
+    fn sent_deadlines(&self) -> [f64; SENT_CATEGORIES.len()] {
+        let [error, feedback, internal] = SENT_CATEGORIES;
+        [
+            self.until_ms(error),
+            self.until_ms(feedback),
+            self.until_ms(internal),
+        ]
     }
 
     /// Records the deadlines of one answer.
@@ -264,17 +307,35 @@ mod tests {
 
     const NOW: f64 = 1_795_521_600_000.0;
 
-    fn new(limits: &[(&'static str, f64)]) -> NewLimits {
-        NewLimits(
-            limits
-                .iter()
-                .map(|&(category, seconds)| NewLimit {
-                    category,
-                    until_ms: NOW + seconds * 1000.0,
-                    seconds: seconds as u64,
-                })
-                .collect(),
-        )
+    /// The limits expected from an answer read at `NOW`: (category, seconds).
+    fn new(limits: &[(&'static str, f64)]) -> Vec<NewLimit> {
+        limits
+            .iter()
+            .map(|&(category, seconds)| NewLimit {
+                category,
+                until_ms: NOW + seconds * 1000.0,
+                seconds: seconds as u64,
+            })
+            .collect()
+    }
+
+    fn got(new: NewLimits) -> Vec<NewLimit> {
+        new.iter().collect()
+    }
+
+    /// The log line for limits set by an answer read at `NOW`: (category, seconds).
+    fn line(limits: &[(&'static str, f64)]) -> String {
+        let mut new = NewLimits {
+            now_ms: NOW,
+            until_ms: [0.0; SENT_CATEGORIES.len()],
+        };
+        for (slot, category) in new.until_ms.iter_mut().zip(SENT_CATEGORIES) {
+            if let Some((_, seconds)) = limits.iter().find(|(c, _)| *c == category) {
+                *slot = NOW + seconds * 1000.0;
+            }
+        }
+        assert!(!new.is_empty());
+        new.to_string()
     }
 
     fn limit(seconds: f64, categories: &[&str]) -> Limit {
@@ -329,12 +390,12 @@ mod tests {
     fn category_limits_apply_to_their_category_only() {
         let mut limits = RateLimits::new();
         assert_eq!(
-            limits.update(
+            got(limits.update(
                 NOW,
                 200,
                 Some("60:transaction:key, 2700:default;error;security:organization"),
                 None
-            ),
+            )),
             new(&[("error", 2700.0)])
         );
         assert!(limits.is_limited("error", NOW + 2_699_000.0));
@@ -348,7 +409,7 @@ mod tests {
     fn empty_categories_block_everything() {
         let mut limits = RateLimits::new();
         assert_eq!(
-            limits.update(NOW, 429, Some("30::organization"), Some("999")),
+            got(limits.update(NOW, 429, Some("30::organization"), Some("999"))),
             new(&[("error", 30.0), ("feedback", 30.0), ("internal", 30.0)])
         );
         assert!(limits.is_limited("error", NOW + 29_999.0));
@@ -370,7 +431,7 @@ mod tests {
     fn a_bare_429_blocks_all_for_60_seconds() {
         let mut limits = RateLimits::new();
         assert_eq!(
-            limits.update(NOW, 429, None, None),
+            got(limits.update(NOW, 429, None, None)),
             new(&[("error", 60.0), ("feedback", 60.0), ("internal", 60.0)])
         );
         assert!(limits.is_limited("error", NOW + 59_999.0));
@@ -384,23 +445,20 @@ mod tests {
     fn retry_after_applies_to_all_categories() {
         let mut limits = RateLimits::new();
         assert_eq!(
-            limits.update(NOW, 429, None, Some("2")),
+            got(limits.update(NOW, 429, None, Some("2"))),
             new(&[("error", 2.0), ("feedback", 2.0), ("internal", 2.0)])
         );
         assert_eq!(limits.until_ms("error"), NOW + 2000.0);
         let mut limits = RateLimits::new();
-        assert_eq!(limits.update(NOW, 503, None, Some("7")).0.len(), 3);
+        assert_eq!(got(limits.update(NOW, 503, None, Some("7"))).len(), 3);
         assert_eq!(limits.until_ms("error"), NOW + 7000.0);
     }
 
     #[test]
     fn a_plain_answer_sets_nothing() {
         let mut limits = RateLimits::new();
-        assert_eq!(limits.update(NOW, 200, None, None), NewLimits::default());
-        assert_eq!(
-            limits.update(NOW, 500, Some(""), Some("soon")),
-            NewLimits::default()
-        );
+        assert_eq!(got(limits.update(NOW, 200, None, None)), []);
+        assert_eq!(got(limits.update(NOW, 500, Some(""), Some("soon"))), []);
         assert!(!limits.is_limited("error", NOW));
     }
 
@@ -411,11 +469,8 @@ mod tests {
         // often it comes.
         let header = Some("86400:transaction;span:organization");
         let mut limits = RateLimits::new();
-        assert_eq!(limits.update(NOW, 200, header, None), NewLimits::default());
-        assert_eq!(
-            limits.update(NOW + 5_000.0, 200, header, None),
-            NewLimits::default()
-        );
+        assert!(limits.update(NOW, 200, header, None).is_empty());
+        assert_eq!(got(limits.update(NOW + 5_000.0, 200, header, None)), []);
         assert!(!limits.is_limited("error", NOW));
         assert!(!limits.is_limited("feedback", NOW));
         assert!(!limits.is_limited("internal", NOW));
@@ -426,28 +481,28 @@ mod tests {
     fn only_the_categories_edgeguard_sends_are_named() {
         let mut limits = RateLimits::new();
         assert_eq!(
-            limits.update(
+            got(limits.update(
                 NOW,
                 429,
                 Some("120:error;transaction;span:organization"),
                 None
-            ),
+            )),
             new(&[("error", 120.0)])
         );
         let mut limits = RateLimits::new();
         assert_eq!(
-            limits.update(NOW, 200, Some("10:feedback:key, 10:session:key"), None),
+            got(limits.update(NOW, 200, Some("10:feedback:key, 10:session:key"), None)),
             new(&[("feedback", 10.0)])
         );
         let mut limits = RateLimits::new();
         assert_eq!(
-            limits.update(NOW, 200, Some("10:internal;default:key"), None),
+            got(limits.update(NOW, 200, Some("10:internal;default:key"), None)),
             new(&[("internal", 10.0)])
         );
         // Case does not matter in the header.
         let mut limits = RateLimits::new();
         assert_eq!(
-            limits.update(NOW, 200, Some("10:Error:key"), None),
+            got(limits.update(NOW, 200, Some("10:Error:key"), None)),
             new(&[("error", 10.0)])
         );
     }
@@ -456,41 +511,41 @@ mod tests {
     fn a_limit_is_new_once_not_once_per_answer() {
         let mut limits = RateLimits::new();
         assert_eq!(
-            limits.update(NOW, 429, Some("60:error:key"), None),
+            got(limits.update(NOW, 429, Some("60:error:key"), None)),
             new(&[("error", 60.0)])
         );
         // The same limit announced again by a later answer (a client report's, say) ends at
         // the same moment, give or take the header's whole-second rounding: nothing new.
         assert_eq!(
-            limits.update(NOW + 10_000.0, 200, Some("50:error:key"), None),
-            NewLimits::default()
+            got(limits.update(NOW + 10_000.0, 200, Some("50:error:key"), None)),
+            []
         );
         assert_eq!(
-            limits.update(NOW + 10_500.0, 200, Some("50:error:key"), None),
-            NewLimits::default()
+            got(limits.update(NOW + 10_500.0, 200, Some("50:error:key"), None)),
+            []
         );
         // A shorter one changes nothing either.
         assert_eq!(
-            limits.update(NOW + 10_000.0, 200, Some("5:error:key"), None),
-            NewLimits::default()
+            got(limits.update(NOW + 10_000.0, 200, Some("5:error:key"), None)),
+            []
         );
         // A longer deadline is news: reported with the new end.
         assert_eq!(
-            limits.update(NOW + 30_000.0, 200, Some("90:error:key"), None),
-            NewLimits(vec![NewLimit {
+            got(limits.update(NOW + 30_000.0, 200, Some("90:error:key"), None)),
+            [NewLimit {
                 category: "error",
                 until_ms: NOW + 120_000.0,
                 seconds: 90,
-            }])
+            }]
         );
         // Once a limit has ended, the same header starts a new one.
         assert_eq!(
-            limits.update(NOW + 120_000.0, 429, Some("60:error:key"), None),
-            NewLimits(vec![NewLimit {
+            got(limits.update(NOW + 120_000.0, 429, Some("60:error:key"), None)),
+            [NewLimit {
                 category: "error",
                 until_ms: NOW + 180_000.0,
                 seconds: 60,
-            }])
+            }]
         );
     }
 
@@ -501,7 +556,7 @@ mod tests {
         // A bare 429 limits everything for 60 s: error is already limited for longer, so only
         // feedback and internal are new.
         assert_eq!(
-            limits.update(NOW, 429, None, None),
+            got(limits.update(NOW, 429, None, None)),
             new(&[("feedback", 60.0), ("internal", 60.0)])
         );
     }
@@ -509,19 +564,26 @@ mod tests {
     #[test]
     fn the_log_line_names_categories_and_deadlines() {
         assert_eq!(
-            new(&[("error", 60.0)]).to_string(),
+            line(&[("error", 60.0)]),
             "Sentry rate-limits error for 60 s (until 2026-11-24T12:01:00.000Z); \
              those events are dropped until then"
         );
         assert_eq!(
-            new(&[("error", 60.0), ("feedback", 60.0), ("internal", 60.0)]).to_string(),
-            "Sentry rate-limits error, feedback and internal for 60 s \
+            line(&[("error", 60.0), ("feedback", 60.0), ("internal", 60.0)]),
+            "Sentry rate-limits error, feedback, internal for 60 s \
              (until 2026-11-24T12:01:00.000Z); those events are dropped until then"
         );
         assert_eq!(
-            new(&[("error", 2700.0), ("feedback", 60.0), ("internal", 2700.0)]).to_string(),
-            "Sentry rate-limits error and internal for 2700 s (until 2026-11-24T12:45:00.000Z), \
-             feedback for 60 s (until 2026-11-24T12:01:00.000Z); those events are dropped until then"
+            line(&[("error", 2700.0), ("feedback", 2700.0), ("internal", 60.0)]),
+            "Sentry rate-limits error, feedback for 2700 s (until 2026-11-24T12:45:00.000Z), \
+             internal for 60 s (until 2026-11-24T12:01:00.000Z); those events are dropped until then"
+        );
+        // Only neighbours share a deadline in the line.
+        assert_eq!(
+            line(&[("error", 2700.0), ("feedback", 60.0), ("internal", 2700.0)]),
+            "Sentry rate-limits error for 2700 s (until 2026-11-24T12:45:00.000Z), \
+             feedback for 60 s (until 2026-11-24T12:01:00.000Z), \
+             internal for 2700 s (until 2026-11-24T12:45:00.000Z); those events are dropped until then"
         );
         // The header's fractions round up to whole seconds, counted from the answer.
         let mut limits = RateLimits::new();
