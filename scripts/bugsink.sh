@@ -3,9 +3,14 @@
 # end-to-end test. Everything it needs lives in a venv under tools/.venv and in one state directory.
 #
 #   scripts/bugsink.sh install
-#   scripts/bugsink.sh start STATE_DIR PORT      prints BUGSINK_URL=, BUGSINK_LOGIN=, SENTRY_DSN= on stdout
+#   scripts/bugsink.sh start STATE_DIR PORT [SMTP_PORT]
+#                                     prints BUGSINK_URL=, BUGSINK_LOGIN=, SENTRY_DSN= on stdout; with
+#                                     SMTP_PORT, new-issue alerts are mailed to the login's address via
+#                                     the SMTP server on 127.0.0.1:SMTP_PORT (else only logged)
 #   scripts/bugsink.sh stop STATE_DIR
 #   scripts/bugsink.sh has-event STATE_DIR EVENT_ID [TIMEOUT_SECONDS]
+#   scripts/bugsink.sh python STATE_DIR SCRIPT [ARGS...]
+#                                     runs SCRIPT with this instance's Django settings (for checks)
 #
 # Only stdout carries the three result lines of `start`; all chatter goes to stderr or STATE_DIR/*.log.
 set -euo pipefail
@@ -20,29 +25,15 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/tools/.venv"
 VPY="$VENV/bin/python"
 
-# Never prompt, never nag (CI has no stdin).
-export PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+# shellcheck source=scripts/pyvenv.sh
+source "$ROOT/scripts/pyvenv.sh"
 
 log() { printf 'bugsink.sh: %s\n' "$*" >&2; }
 die() { printf 'bugsink.sh: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-  sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
-}
-
-# Bugsink 2.6.2 requires Python >= 3.11.
-find_python() {
-  local c
-  for c in "${PYTHON:-}" python3 python3.13 python3.12 python3.11; do
-    [ -n "$c" ] || continue
-    if command -v "$c" >/dev/null 2>&1 &&
-       "$c" -c 'import sys, venv; sys.exit(0 if sys.version_info >= (3, 11) else 1)' >/dev/null 2>&1; then
-      command -v "$c"
-      return 0
-    fi
-  done
-  return 1
 }
 
 installed_version() {
@@ -54,18 +45,7 @@ cmd_install() {
   if [ -x "$VPY" ] && [ "$(installed_version)" = "$BUGSINK_VERSION" ]; then
     return 0
   fi
-  local py
-  py="$(find_python)" || die "need Python >= 3.11 with the venv module (set PYTHON=/path/to/python3.11)"
-  # A venv whose interpreter vanished (python upgraded/moved) cannot be repaired: recreate it.
-  if [ -d "$VENV" ] && ! "$VPY" -c 'pass' >/dev/null 2>&1; then
-    log "venv at $VENV is broken, recreating it"
-    rm -rf "$VENV"
-  fi
-  if [ ! -x "$VPY" ]; then
-    log "creating venv $VENV (with $py)"
-    mkdir -p "$(dirname "$VENV")"
-    "$py" -m venv "$VENV"
-  fi
+  pyvenv_ensure "$VENV" || die "cannot create the venv $VENV"
   log "installing bugsink==$BUGSINK_VERSION into $VENV"
   "$VPY" -m pip install --quiet "bugsink==$BUGSINK_VERSION" >&2
   [ "$(installed_version)" = "$BUGSINK_VERSION" ] || die "bugsink $BUGSINK_VERSION did not install"
@@ -106,7 +86,7 @@ EOF
 }
 
 write_conf() {
-  local port="$1" conf="$STATE/bugsink_conf.py"
+  local port="$1" smtp_port="$2" conf="$STATE/bugsink_conf.py"
   # The generated file holds the SECRET_KEY: create it once, keep it across restarts.
   if [ ! -f "$conf" ]; then
     (cd "$STATE" && "$VENV/bin/bugsink-create-conf" --template=local --host=127.0.0.1 --port="$port" \
@@ -134,6 +114,18 @@ BUGSINK.update({
     "PHONEHOME": False,
 })
 EOF
+  if [ -n "$smtp_port" ]; then
+    cat >>"$conf" <<EOF
+# Alerts (a mail per new issue, to each member with alerts on: the login's address) go to the local
+# SMTP server on this port, plain SMTP on loopback. With eager tasks a mail is sent inside the ingest
+# request that made the issue, so that server must be up before events arrive.
+EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+EMAIL_HOST = "127.0.0.1"
+EMAIL_PORT = $smtp_port
+EMAIL_USE_TLS = EMAIL_USE_SSL = False
+SERVER_EMAIL = DEFAULT_FROM_EMAIL = "Bugsink <bugsink@example.com>"
+EOF
+  fi
 }
 
 setup_instance() {
@@ -200,9 +192,10 @@ cmd_stop() {
 }
 
 cmd_start() {
-  [ $# -eq 2 ] || usage
-  local port="$2"
+  [ $# -eq 2 ] || [ $# -eq 3 ] || usage
+  local port="$2" smtp_port="${3:-}"
   [[ "$port" =~ ^[0-9]+$ ]] || die "PORT must be a number, got '$port'"
+  [ -z "$smtp_port" ] || [[ "$smtp_port" =~ ^[0-9]+$ ]] || die "SMTP_PORT must be a number, got '$smtp_port'"
   cmd_install
   set_state "$1"
 
@@ -215,7 +208,7 @@ cmd_start() {
     die "127.0.0.1:$port is already in use by another process"
   fi
 
-  write_conf "$port"
+  write_conf "$port" "$smtp_port"
   setup_instance
   local dsn url="http://127.0.0.1:$port"
   dsn="$(cat "$STATE/dsn.txt")"
@@ -295,6 +288,17 @@ sys.exit(1)
 EOF
 }
 
+cmd_python() {
+  [ $# -ge 2 ] || usage
+  set_state "$1"
+  local script
+  script="$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"
+  shift 2
+  [ -f "$STATE/bugsink_conf.py" ] || die "no bugsink instance in $STATE (run start first)"
+  [ -x "$VPY" ] || die "bugsink is not installed (run install first)"
+  (cd "$STATE" && PYTHONPATH="$STATE" DJANGO_SETTINGS_MODULE=bugsink_conf "$VPY" "$script" "$@")
+}
+
 main() {
   [ $# -ge 1 ] || usage
   local sub="$1"
@@ -304,6 +308,7 @@ main() {
     start) cmd_start "$@" ;;
     stop) [ $# -eq 1 ] || usage; cmd_stop "$1" ;;
     has-event) cmd_has_event "$@" ;;
+    python) cmd_python "$@" ;;
     -h|--help|help) usage ;;
     *) usage ;;
   esac

@@ -71,7 +71,9 @@ pub fn some_header_pairs<'a>(
 /// without `colo`.
 pub fn cf_string(req: &worker::Request, key: &str) -> Option<String> {
     let cf = Reflect::get(req.inner(), &JsValue::from_str("cf")).ok()?;
-    let value = Reflect::get(&cf, &JsValue::from_str(key)).ok()?.as_string()?;
+    let value = Reflect::get(&cf, &JsValue::from_str(key))
+        .ok()?
+        .as_string()?;
     Some(value).filter(|value| !value.is_empty())
 }
 

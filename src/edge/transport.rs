@@ -11,6 +11,7 @@ use crate::sentry::delivery::{
 use crate::sentry::dsn::Dsn;
 use crate::sentry::envelope;
 use crate::sentry::id::EventId;
+use crate::sentry::ratelimit::CATEGORY_INTERNAL;
 use crate::{SDK_NAME, SDK_VERSION};
 use std::cell::{Cell, RefCell};
 use worker::js_sys::Uint8Array;
@@ -166,7 +167,7 @@ impl Delivery {
         let now_ms = now();
         // A limit may have arrived since admission (another send's answer): drop without a
         // request. A client report alone is held back only by a limit on every category.
-        let category = self.category.unwrap_or("internal");
+        let category = self.category.unwrap_or(CATEGORY_INTERNAL);
         if with_reporter(|r| r.limits.is_limited(category, now_ms)) == Some(true) {
             self.dropped(Reason::RatelimitBackoff, "rate limited");
             return;
@@ -214,16 +215,16 @@ impl Delivery {
                 );
             }
         };
-        let limited = with_reporter(|r| {
+        let new_limits = with_reporter(|r| {
             r.limits.update(
                 now(),
                 answer.status,
                 answer.rate_limits.as_deref(),
                 answer.retry_after.as_deref(),
             )
-        }) == Some(true);
-        if limited {
-            console_warn!("edgeguard: Sentry set a rate limit; events are dropped until it ends");
+        });
+        if let Some(new_limits) = new_limits.filter(|n| !n.is_empty()) {
+            console_warn!("edgeguard: {new_limits}");
         }
         match Reason::for_status(answer.status) {
             None if !LOG_ACCEPTED.with(Cell::get) => {}

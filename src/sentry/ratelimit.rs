@@ -7,7 +7,15 @@
 //! so forget these between requests; an isolate serves many requests, so edgeguard keeps them in
 //! one [`RateLimits`] per isolate and drops events (without a request) while they apply.
 //!
+//! [`RateLimits::update`] also says which limits an answer *started or extended* for the
+//! categories edgeguard sends ([`SENT_CATEGORIES`]), so the edge logs a limit once, naming its
+//! categories, and stays quiet about limits on what it never sends: Bugsink answers every
+//! envelope with `X-Sentry-Rate-Limits: 86400:transaction;span:organization` (it takes no
+//! performance data), which must not read as "events are dropped".
+//!
 //! Time is passed in (epoch milliseconds), so every rule is tested on the host.
+
+use std::fmt;
 
 /// A 429 without either header blocks everything for this long.
 pub const DEFAULT_RETRY_AFTER_MS: f64 = 60_000.0;
@@ -22,6 +30,15 @@ const MAX_RETRY_AFTER_MS: f64 = 86_400_000.0;
 pub const CATEGORY_ERROR: &str = "error";
 /// The data category of a user feedback item.
 pub const CATEGORY_FEEDBACK: &str = "feedback";
+/// The data category of a client report sent alone (Sentry counts `client_report` items as
+/// `internal`).
+pub const CATEGORY_INTERNAL: &str = "internal";
+/// Every category edgeguard sends, in the order a log line names them. A limit on any other
+/// category (`transaction`, `span`, `session`, ...) changes nothing edgeguard does.
+pub const SENT_CATEGORIES: [&str; 3] = [CATEGORY_ERROR, CATEGORY_FEEDBACK, CATEGORY_INTERNAL];
+/// Deadlines within this much of the one already in force are the same limit announced again:
+/// the header counts whole seconds, rounded up, so a re-announcement can land up to 1 s later.
+const SAME_LIMIT_SLACK_MS: f64 = 1000.0;
 
 /// One group of `X-Sentry-Rate-Limits`: how long, and for which categories (empty: all).
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +79,97 @@ fn parse_seconds(raw: &str) -> Option<f64> {
     (seconds.is_finite() && seconds >= 0.0).then(|| seconds.ceil())
 }
 
+/// A limit that one answer started, or moved later, for a category edgeguard sends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NewLimit {
+    /// One of [`SENT_CATEGORIES`].
+    pub category: &'static str,
+    /// Until when (epoch ms) items of `category` are dropped.
+    pub until_ms: f64,
+    /// How long that is from the answer, in whole seconds, rounded up.
+    pub seconds: u64,
+}
+
+/// What one answer from Sentry changed for the categories edgeguard sends: each category newly
+/// limited, or limited for more than a second longer than before. Nothing (`is_empty`) when
+/// nothing changed that matters: no limit, a limit only on categories edgeguard never sends,
+/// or the limit already in force announced again.
+///
+/// Its `Display` is the log line (without the `edgeguard: ` prefix), e.g. `Sentry rate-limits
+/// error for 60 s (until 2026-11-24T12:01:00.000Z); those events are dropped until then`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NewLimits {
+    /// When the answer was read (epoch ms).
+    now_ms: f64,
+    /// Per category of [`SENT_CATEGORIES`], in that order: its new deadline (epoch ms), or 0
+    /// when this answer did not start or extend one.
+    until_ms: [f64; SENT_CATEGORIES.len()],
+}
+
+impl NewLimits {
+    pub fn is_empty(&self) -> bool {
+        self.until_ms.iter().all(|&until| until <= 0.0)
+    }
+
+    /// The new limits, in [`SENT_CATEGORIES`] order.
+    pub fn iter(&self) -> impl Iterator<Item = NewLimit> + '_ {
+        SENT_CATEGORIES
+            .iter()
+            .zip(self.until_ms.iter())
+            .filter(|(_, until)| **until > 0.0)
+            .map(|(&category, &until_ms)| NewLimit {
+                category,
+                until_ms,
+                seconds: self.seconds_to(until_ms),
+            })
+    }
+
+    fn seconds_to(&self, until_ms: f64) -> u64 {
+        ((until_ms - self.now_ms) / 1000.0).ceil() as u64
+    }
+
+    fn write_deadline(&self, f: &mut fmt::Formatter<'_>, until_ms: f64) -> fmt::Result {
+        write!(
+            f,
+            " for {} s (until {})",
+            self.seconds_to(until_ms),
+            crate::sentry::time::rfc3339_millis(until_ms)
+        )
+    }
+}
+
+impl fmt::Display for NewLimits {
+    /// Neighbouring categories with the same deadline are named together. Call it only when
+    /// not `is_empty`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Sentry rate-limits ")?;
+        let [error, feedback, internal] = self.until_ms;
+        let [error_name, feedback_name, internal_name] = SENT_CATEGORIES;
+        let mut previous = 0.0;
+        for (category, until) in [
+            (error_name, error),
+            (feedback_name, feedback),
+            (internal_name, internal),
+        ] {
+            if until <= 0.0 {
+                continue;
+            }
+            if previous > 0.0 {
+                if previous != until {
+                    self.write_deadline(f, previous)?;
+                }
+                f.write_str(", ")?;
+            }
+            f.write_str(category)?;
+            previous = until;
+        }
+        if previous > 0.0 {
+            self.write_deadline(f, previous)?;
+        }
+        f.write_str("; those events are dropped until then")
+    }
+}
+
 /// The deadlines in force: for all categories, and per category.
 #[derive(Debug, Default, Clone)]
 pub struct RateLimits {
@@ -78,15 +186,58 @@ impl RateLimits {
     }
 
     /// Reads one response from Sentry: its status and the two headers, if present. The longest
-    /// deadline per category wins (a shorter limit never lifts a longer one). Returns whether
-    /// the response set any limit.
+    /// deadline per category wins (a shorter limit never lifts a longer one). Returns the
+    /// limits this answer started or extended for the categories edgeguard sends (see
+    /// [`NewLimits`]): what the edge logs, once per limit.
     pub fn update(
         &mut self,
         now_ms: f64,
         status: u16,
         rate_limits: Option<&str>,
         retry_after: Option<&str>,
-    ) -> bool {
+    ) -> NewLimits {
+        let [error, feedback, internal] = self.sent_deadlines();
+        self.apply(now_ms, status, rate_limits, retry_after);
+        let [error_now, feedback_now, internal_now] = self.sent_deadlines();
+        // A deadline is news if there was none in force, or it is more than the header's
+        // rounding later than the one in force.
+        let news = |before: f64, until: f64| {
+            let was_limited = before > now_ms;
+            if until > now_ms && (!was_limited || until > before + SAME_LIMIT_SLACK_MS) {
+                until
+            } else {
+                0.0
+            }
+        };
+        NewLimits {
+            now_ms,
+            until_ms: [
+                news(error, error_now),
+                news(feedback, feedback_now),
+                news(internal, internal_now),
+            ],
+        }
+    }
+
+    /// The deadline of each of [`SENT_CATEGORIES`], in that order. (Spelled out: a loop over
+    /// the array, zipped, cost some hundred bytes of wasm more.)
+    fn sent_deadlines(&self) -> [f64; SENT_CATEGORIES.len()] {
+        let [error, feedback, internal] = SENT_CATEGORIES;
+        [
+            self.until_ms(error),
+            self.until_ms(feedback),
+            self.until_ms(internal),
+        ]
+    }
+
+    /// Records the deadlines of one answer.
+    fn apply(
+        &mut self,
+        now_ms: f64,
+        status: u16,
+        rate_limits: Option<&str>,
+        retry_after: Option<&str>,
+    ) {
         if let Some(header) = rate_limits.filter(|h| !h.trim().is_empty()) {
             let limits = parse_rate_limits(header);
             for limit in &limits {
@@ -99,17 +250,16 @@ impl RateLimits {
                 }
             }
             if !limits.is_empty() {
-                return true;
+                return;
             }
         }
         let retry_after_ms = match (retry_after.and_then(parse_seconds), status) {
             (Some(seconds), _) => seconds * 1000.0,
             (None, 429) => DEFAULT_RETRY_AFTER_MS,
-            (None, _) => return false,
+            (None, _) => return,
         };
         let until = now_ms + retry_after_ms.min(MAX_RETRY_AFTER_MS);
         self.all_until_ms = self.all_until_ms.max(until);
-        true
     }
 
     fn extend(&mut self, category: &str, until: f64) {
@@ -157,6 +307,37 @@ mod tests {
     use super::*;
 
     const NOW: f64 = 1_795_521_600_000.0;
+
+    /// The limits expected from an answer read at `NOW`: (category, seconds).
+    fn new(limits: &[(&'static str, f64)]) -> Vec<NewLimit> {
+        limits
+            .iter()
+            .map(|&(category, seconds)| NewLimit {
+                category,
+                until_ms: NOW + seconds * 1000.0,
+                seconds: seconds as u64,
+            })
+            .collect()
+    }
+
+    fn got(new: NewLimits) -> Vec<NewLimit> {
+        new.iter().collect()
+    }
+
+    /// The log line for limits set by an answer read at `NOW`: (category, seconds).
+    fn line(limits: &[(&'static str, f64)]) -> String {
+        let mut new = NewLimits {
+            now_ms: NOW,
+            until_ms: [0.0; SENT_CATEGORIES.len()],
+        };
+        for (slot, category) in new.until_ms.iter_mut().zip(SENT_CATEGORIES) {
+            if let Some((_, seconds)) = limits.iter().find(|(c, _)| *c == category) {
+                *slot = NOW + seconds * 1000.0;
+            }
+        }
+        assert!(!new.is_empty());
+        new.to_string()
+    }
 
     fn limit(seconds: f64, categories: &[&str]) -> Limit {
         Limit {
@@ -209,12 +390,15 @@ mod tests {
     #[test]
     fn category_limits_apply_to_their_category_only() {
         let mut limits = RateLimits::new();
-        assert!(limits.update(
-            NOW,
-            200,
-            Some("60:transaction:key, 2700:default;error;security:organization"),
-            None
-        ));
+        assert_eq!(
+            got(limits.update(
+                NOW,
+                200,
+                Some("60:transaction:key, 2700:default;error;security:organization"),
+                None
+            )),
+            new(&[("error", 2700.0)])
+        );
         assert!(limits.is_limited("error", NOW + 2_699_000.0));
         assert!(!limits.is_limited("error", NOW + 2_700_000.0));
         assert!(limits.is_limited("transaction", NOW + 59_000.0));
@@ -225,7 +409,10 @@ mod tests {
     #[test]
     fn empty_categories_block_everything() {
         let mut limits = RateLimits::new();
-        limits.update(NOW, 429, Some("30::organization"), Some("999"));
+        assert_eq!(
+            got(limits.update(NOW, 429, Some("30::organization"), Some("999"))),
+            new(&[("error", 30.0), ("feedback", 30.0), ("internal", 30.0)])
+        );
         assert!(limits.is_limited("error", NOW + 29_999.0));
         assert!(limits.is_limited("feedback", NOW + 29_999.0));
         // The rate-limit header wins over Retry-After when both are sent.
@@ -244,7 +431,10 @@ mod tests {
     #[test]
     fn a_bare_429_blocks_all_for_60_seconds() {
         let mut limits = RateLimits::new();
-        assert!(limits.update(NOW, 429, None, None));
+        assert_eq!(
+            got(limits.update(NOW, 429, None, None)),
+            new(&[("error", 60.0), ("feedback", 60.0), ("internal", 60.0)])
+        );
         assert!(limits.is_limited("error", NOW + 59_999.0));
         assert!(!limits.is_limited("error", NOW + 60_000.0));
         let mut limits = RateLimits::new();
@@ -255,19 +445,157 @@ mod tests {
     #[test]
     fn retry_after_applies_to_all_categories() {
         let mut limits = RateLimits::new();
-        assert!(limits.update(NOW, 429, None, Some("2")));
+        assert_eq!(
+            got(limits.update(NOW, 429, None, Some("2"))),
+            new(&[("error", 2.0), ("feedback", 2.0), ("internal", 2.0)])
+        );
         assert_eq!(limits.until_ms("error"), NOW + 2000.0);
         let mut limits = RateLimits::new();
-        assert!(limits.update(NOW, 503, None, Some("7")));
+        assert_eq!(got(limits.update(NOW, 503, None, Some("7"))).len(), 3);
         assert_eq!(limits.until_ms("error"), NOW + 7000.0);
     }
 
     #[test]
     fn a_plain_answer_sets_nothing() {
         let mut limits = RateLimits::new();
-        assert!(!limits.update(NOW, 200, None, None));
-        assert!(!limits.update(NOW, 500, Some(""), Some("soon")));
+        assert_eq!(got(limits.update(NOW, 200, None, None)), []);
+        assert_eq!(got(limits.update(NOW, 500, Some(""), Some("soon"))), []);
         assert!(!limits.is_limited("error", NOW));
+    }
+
+    #[test]
+    fn bugsinks_transaction_and_span_limit_on_a_200_says_nothing() {
+        // Bugsink 2.6 sends this on every envelope answer: it takes no performance data.
+        // edgeguard sends neither category, so nothing is new and nothing is logged, however
+        // often it comes.
+        let header = Some("86400:transaction;span:organization");
+        let mut limits = RateLimits::new();
+        assert!(limits.update(NOW, 200, header, None).is_empty());
+        assert_eq!(got(limits.update(NOW + 5_000.0, 200, header, None)), []);
+        assert!(!limits.is_limited("error", NOW));
+        assert!(!limits.is_limited("feedback", NOW));
+        assert!(!limits.is_limited("internal", NOW));
+        assert!(limits.is_limited("transaction", NOW + 86_399_000.0));
+    }
+
+    #[test]
+    fn only_the_categories_edgeguard_sends_are_named() {
+        let mut limits = RateLimits::new();
+        assert_eq!(
+            got(limits.update(
+                NOW,
+                429,
+                Some("120:error;transaction;span:organization"),
+                None
+            )),
+            new(&[("error", 120.0)])
+        );
+        let mut limits = RateLimits::new();
+        assert_eq!(
+            got(limits.update(NOW, 200, Some("10:feedback:key, 10:session:key"), None)),
+            new(&[("feedback", 10.0)])
+        );
+        let mut limits = RateLimits::new();
+        assert_eq!(
+            got(limits.update(NOW, 200, Some("10:internal;default:key"), None)),
+            new(&[("internal", 10.0)])
+        );
+        // Case does not matter in the header.
+        let mut limits = RateLimits::new();
+        assert_eq!(
+            got(limits.update(NOW, 200, Some("10:Error:key"), None)),
+            new(&[("error", 10.0)])
+        );
+    }
+
+    #[test]
+    fn a_limit_is_new_once_not_once_per_answer() {
+        let mut limits = RateLimits::new();
+        assert_eq!(
+            got(limits.update(NOW, 429, Some("60:error:key"), None)),
+            new(&[("error", 60.0)])
+        );
+        // The same limit announced again by a later answer (a client report's, say) ends at
+        // the same moment, give or take the header's whole-second rounding: nothing new.
+        assert_eq!(
+            got(limits.update(NOW + 10_000.0, 200, Some("50:error:key"), None)),
+            []
+        );
+        assert_eq!(
+            got(limits.update(NOW + 10_500.0, 200, Some("50:error:key"), None)),
+            []
+        );
+        // A shorter one changes nothing either.
+        assert_eq!(
+            got(limits.update(NOW + 10_000.0, 200, Some("5:error:key"), None)),
+            []
+        );
+        // A longer deadline is news: reported with the new end.
+        assert_eq!(
+            got(limits.update(NOW + 30_000.0, 200, Some("90:error:key"), None)),
+            [NewLimit {
+                category: "error",
+                until_ms: NOW + 120_000.0,
+                seconds: 90,
+            }]
+        );
+        // Once a limit has ended, the same header starts a new one.
+        assert_eq!(
+            got(limits.update(NOW + 120_000.0, 429, Some("60:error:key"), None)),
+            [NewLimit {
+                category: "error",
+                until_ms: NOW + 180_000.0,
+                seconds: 60,
+            }]
+        );
+    }
+
+    #[test]
+    fn a_limit_on_everything_names_only_what_it_newly_covers() {
+        let mut limits = RateLimits::new();
+        limits.update(NOW, 429, Some("120:error:key"), None);
+        // A bare 429 limits everything for 60 s: error is already limited for longer, so only
+        // feedback and internal are new.
+        assert_eq!(
+            got(limits.update(NOW, 429, None, None)),
+            new(&[("feedback", 60.0), ("internal", 60.0)])
+        );
+    }
+
+    #[test]
+    fn the_log_line_names_categories_and_deadlines() {
+        assert_eq!(
+            line(&[("error", 60.0)]),
+            "Sentry rate-limits error for 60 s (until 2026-11-24T12:01:00.000Z); \
+             those events are dropped until then"
+        );
+        assert_eq!(
+            line(&[("error", 60.0), ("feedback", 60.0), ("internal", 60.0)]),
+            "Sentry rate-limits error, feedback, internal for 60 s \
+             (until 2026-11-24T12:01:00.000Z); those events are dropped until then"
+        );
+        assert_eq!(
+            line(&[("error", 2700.0), ("feedback", 2700.0), ("internal", 60.0)]),
+            "Sentry rate-limits error, feedback for 2700 s (until 2026-11-24T12:45:00.000Z), \
+             internal for 60 s (until 2026-11-24T12:01:00.000Z); those events are dropped until then"
+        );
+        // Only neighbours share a deadline in the line.
+        assert_eq!(
+            line(&[("error", 2700.0), ("feedback", 60.0), ("internal", 2700.0)]),
+            "Sentry rate-limits error for 2700 s (until 2026-11-24T12:45:00.000Z), \
+             feedback for 60 s (until 2026-11-24T12:01:00.000Z), \
+             internal for 2700 s (until 2026-11-24T12:45:00.000Z); those events are dropped until then"
+        );
+        // The header's fractions round up to whole seconds, counted from the answer.
+        let mut limits = RateLimits::new();
+        let line = limits
+            .update(NOW + 400.0, 200, Some("1.2:error:key"), None)
+            .to_string();
+        assert_eq!(
+            line,
+            "Sentry rate-limits error for 2 s (until 2026-11-24T12:00:02.400Z); \
+             those events are dropped until then"
+        );
     }
 
     #[test]
