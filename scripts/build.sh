@@ -8,7 +8,13 @@
 # `-Cpanic=unwind`, so a panic unwinds only the request that raised it; edgeguard catches it and
 # answers with its page and an event, and the requests in flight carry on.
 #
-# RUSTFLAGS (worker-build adds its own to these): std and the crates are compiled from this
+# RUSTFLAGS (worker-build adds its own to these):
+# - -Zfmt-debug=none (nightly, and std is rebuilt anyway): `{:?}` prints nothing. edgeguard
+#   formats nothing with Debug outside host tests; what is lost is the Debug part of a panic
+#   message raised inside std or a dependency (the value in "called `Result::unwrap()` on an
+#   `Err` value: ..."). Such a panic is still caught, paged and reported, with its location.
+#   Measured: FMT_DEBUG_SAVING.
+# - path remapping: std and the crates are compiled from this
 # machine's toolchain and cargo directories, so their panic locations would carry those paths
 # (/root/.rustup/..., /root/.cargo/...) into the wasm and into a panic's event. They are
 # remapped: std to /rustc/<commit>, what a prebuilt std shows (the event marks such a frame not
@@ -22,12 +28,20 @@ sysroot_src="$(rustc +nightly --print sysroot)/lib/rustlib/src/rust"
 std_commit="$(rustc +nightly -vV | sed -n 's/^commit-hash: //p')"
 remap="--remap-path-prefix=$sysroot_src=/rustc/${std_commit:-nightly}"
 remap="$remap --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
-RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }$remap" \
-  worker-build --release --panic-unwind "$@"
+RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-Zfmt-debug=none $remap" \
+  RUSTUP_TOOLCHAIN=nightly worker-build --release --panic-unwind "$@"
 
 # worker-build's module becomes build/worker.js, behind src/edge/entry.js (build/index.js), which
 # answers the requests a trap of the wasm instance would leave hanging (see that file).
 # worker-build's other outputs (a legacy alias, a package.json) are not loaded by anything.
+# worker-build keeps the wasm's names section (function names in a trap's stack trace in the
+# log); it is stripped here: NAMES_SAVING shipped to every edge location, for a log line that the
+# panic hook's own message and location already make readable. EDGEGUARD_WASM_NAMES=1 keeps it
+# (for a CPU or size profile that names functions); never for a deploy.
+if [ "${EDGEGUARD_WASM_NAMES:-0}" != 1 ]; then
+  "${WASM_OPT_BIN:-wasm-opt}" --all-features --strip-debug --strip-producers \
+    build/index_bg.wasm -o build/index_bg.wasm
+fi
 mv build/index.js build/worker.js
 cp src/edge/entry.js build/index.js
 rm -rf build/worker build/package.json

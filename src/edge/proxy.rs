@@ -81,9 +81,7 @@ pub(super) async fn fetch_origin(
     }
 }
 
-/// The request to send to the origin. Built with web-sys's `RequestInit` rather than
-/// `worker::RequestInit`: the latter takes a `worker::Method` enum, which turns every method it
-/// does not list (`PROPFIND`, `PURGE`, ...) into `GET`; a proxy forwards the method as it came.
+/// The request to send to the origin: the visitor's method, edited headers and body stream.
 fn origin_request(
     req: &Request,
     url: &Url,
@@ -104,22 +102,15 @@ fn origin_request(
         forward::request_edit(&read, &visitor, &token).map_err(|_| Failed::from(Failure::Loop))?;
     let headers = edited(incoming, &edit).map_err(|e| internal(format!("Headers: {e:?}")))?;
 
-    let init = web_sys::RequestInit::new();
-    init.set_method(&method);
-    init.set_headers(&headers.0);
+    let body = req.inner().body().map(JsValue::from);
     // Redirects go to the visitor: following them would change what the page is.
-    init.set_redirect(web_sys::RequestRedirect::Manual);
-    if let Some(body) = req.inner().body() {
-        init.set_body(&body);
-    }
-    web_sys::Request::new_with_str_and_init(target, &init)
-        .map(Request::from)
-        .map_err(|error| {
-            Failure::OriginUnreachable {
-                detail: format!("fetch: {}", runtime::js_error_message(&error)),
-            }
-            .into()
-        })
+    let manual = web_sys::RequestRedirect::Manual;
+    runtime::request(target, &method, &headers, body.as_ref(), manual).map_err(|error| {
+        Failure::OriginUnreachable {
+            detail: format!("fetch: {}", runtime::js_error_message(&error)),
+        }
+        .into()
+    })
 }
 
 /// A copy of `headers` with `edit` applied: the runtime's header list edited, never rebuilt, so

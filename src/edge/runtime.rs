@@ -66,6 +66,28 @@ pub fn some_header_pairs<'a>(
         .collect()
 }
 
+/// A request for `Fetch`: `method` as given, `headers`, `body` (a stream or bytes) and the
+/// redirect mode. Built from web-sys's `RequestInit` rather than `worker::RequestInit`, which
+/// takes a `worker::Method` enum (every method it does not list, `PROPFIND`, `PURGE`, ...,
+/// becomes `GET`: a proxy forwards the method as it came) and converts its `cf` options through
+/// serde-wasm-bindgen on every request.
+pub fn request(
+    url: &str,
+    method: &str,
+    headers: &Headers,
+    body: Option<&JsValue>,
+    redirect: web_sys::RequestRedirect,
+) -> Result<worker::Request, JsValue> {
+    let init = web_sys::RequestInit::new();
+    init.set_method(method);
+    init.set_headers(&headers.0);
+    init.set_redirect(redirect);
+    if let Some(body) = body {
+        init.set_body(body);
+    }
+    web_sys::Request::new_with_str_and_init(url, &init).map(worker::Request::from)
+}
+
 /// A non-empty string property of `request.cf`, read directly: `worker::Cf`'s getters unwrap,
 /// and a request not from Cloudflare's edge (workerd locally, `wrangler dev`) has a `cf` object
 /// without `colo`.

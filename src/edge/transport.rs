@@ -15,9 +15,8 @@ use crate::sentry::ratelimit::CATEGORY_INTERNAL;
 use crate::{SDK_NAME, SDK_VERSION};
 use std::cell::{Cell, RefCell};
 use worker::js_sys::Uint8Array;
-use worker::{
-    console_log, console_warn, Context, Fetch, Headers, Method, Request, RequestInit, ResponseBody,
-};
+use worker::wasm_bindgen::JsValue;
+use worker::{console_log, console_warn, web_sys, Context, Fetch, Headers, ResponseBody};
 
 /// One attempt at sending that has not finished by then is abandoned. With the one retry a
 /// network error earns, a send ends within 16 s, well inside the 30 s `wait_until` grants.
@@ -281,12 +280,10 @@ impl Delivery {
         for (name, value) in pairs {
             headers.set(name, value).map_err(|e| local("Headers", e))?;
         }
-        let body = Uint8Array::from(gzipped.unwrap_or(&self.body));
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_headers(headers)
-            .with_body(Some(body.into()));
-        let request = Request::new_with_init(&self.url, &init).map_err(|e| local("Request", e))?;
+        let body = JsValue::from(Uint8Array::from(gzipped.unwrap_or(&self.body)));
+        let follow = web_sys::RequestRedirect::Follow;
+        let request = runtime::request(&self.url, "POST", &headers, Some(&body), follow)
+            .map_err(|e| SendFailure::Local(format!("Request: {}", js_error_message(&e))))?;
         match within(SENTRY_SEND_TIMEOUT_MS, Fetch::Request(request).send()).await {
             // No answer in time; the runtime cancels the request when the work ends.
             None => Err(SendFailure::Timeout),
