@@ -293,6 +293,11 @@ class Target:
         return raw, gz
 
 
+def edgeguard_modules(build: Path) -> list[Path]:
+    """An edgeguard build's modules, main first: src/edge/entry.js, worker-build's module, the wasm."""
+    return [build / "index.js", build / "worker.js", build / "index_bg.wasm"]
+
+
 def capnp_str(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -533,7 +538,7 @@ def render(targets: list[Target], runs: dict[tuple[str, str], Run], cold: dict[s
                "highest of the rounds' own ratios in brackets. Events per 5xx counts envelopes the sink received "
                "(after waiting for `waitUntil` work to finish) over the 500s the origin served to the "
                "worker in the same run. Upload sizes: the files uploaded "
-               "(edgeguard: index.js + index_bg.wasm; JS workers: the esbuild --minify bundle), gzip -9 "
+               "(edgeguard: index.js + worker.js + index_bg.wasm; JS workers: the esbuild --minify bundle), gzip -9 "
                "per file. Cold start: process start to the first 200 on /1k.")
     return "\n".join(out)
 
@@ -615,7 +620,7 @@ def first_request_compile(t: Target, procs: "Procs", workerd: Path, state: Path,
                      for m in COMPILED_RE.finditer(log_path.read_text(errors="replace"))])
     runs.sort(key=lambda run: sum(c[1] for c in run))
     compiled = runs[1]
-    code, names = wasm_code_facts(t.modules[1])
+    code, names = wasm_code_facts(next(m for m in t.modules if m.name.endswith(".wasm")))
     print(f"\n### First request: the wasm it compiled, {t.name}\n```")
     if not compiled:
         print(f"no compile trace in {log_path} (this V8 ignored {' '.join(COMPILE_TRACE_FLAGS)}?)")
@@ -677,7 +682,7 @@ def main() -> int:
     ap.add_argument("--only", default="", help="comma-separated target names to run (js-passthrough is always kept)")
     ap.add_argument("--scenarios", default="1k,1m,500", help="comma-separated: 1k, 1m, 500")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=DIR",
-                    help="also run another edgeguard build (DIR with index.js + index_bg.wasm)")
+                    help="also run another edgeguard build (DIR with index.js, worker.js, index_bg.wasm)")
     ap.add_argument("--variant-no-report", action="store_true",
                     help="the variants do not report (experiments: a proxy-only floor); only their 200s are checked")
     ap.add_argument("--profile", type=int, default=0, metavar="SECONDS",
@@ -703,14 +708,14 @@ def main() -> int:
         Target("origin direct", origin_port, reports=False),
         Target("js-passthrough", args.port_base + 2, [args.bundles / "passthrough.js"], reports=False),
         Target("js-floor", args.port_base + 6, [args.bundles / "floor.js"]),
-        Target("edgeguard", args.port_base + 3, [args.build / "index.js", args.build / "index_bg.wasm"]),
+        Target("edgeguard", args.port_base + 3, edgeguard_modules(args.build)),
         Target("toucan-js", args.port_base + 4, [args.bundles / "toucan.js"]),
         Target("@sentry/cloudflare", args.port_base + 5, [args.bundles / "sentry-cloudflare.js"],
                flags=["nodejs_compat"]),
     ]
     for i, v in enumerate(args.variant):
         name, _, d = v.partition("=")
-        targets.append(Target(name, args.port_base + 7 + i, [Path(d) / "index.js", Path(d) / "index_bg.wasm"],
+        targets.append(Target(name, args.port_base + 7 + i, edgeguard_modules(Path(d)),
                               reports=not args.variant_no_report))
     if args.only:
         keep = set(args.only.split(",")) | {"js-passthrough"}

@@ -13,7 +13,7 @@
 #   formats nothing with Debug outside host tests; what is lost is the Debug part of a panic
 #   message raised inside std or a dependency (the value in "called `Result::unwrap()` on an
 #   `Err` value: ..."). Such a panic is still caught, paged and reported, with its location.
-#   Measured: FMT_DEBUG_SAVING.
+#   Measured: -3.0 KB gzip of wasm.
 # - path remapping: std and the crates are compiled from this
 # machine's toolchain and cargo directories, so their panic locations would carry those paths
 # (/root/.rustup/..., /root/.cargo/...) into the wasm and into a panic's event. They are
@@ -24,24 +24,25 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$EDGEGUARD_ROOT"
 
+out="${EDGEGUARD_BUILD_DIR:-build}"
 sysroot_src="$(rustc +nightly --print sysroot)/lib/rustlib/src/rust"
 std_commit="$(rustc +nightly -vV | sed -n 's/^commit-hash: //p')"
 remap="--remap-path-prefix=$sysroot_src=/rustc/${std_commit:-nightly}"
 remap="$remap --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
 RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-Zfmt-debug=none $remap" \
-  RUSTUP_TOOLCHAIN=nightly worker-build --release --panic-unwind "$@"
+  RUSTUP_TOOLCHAIN=nightly worker-build --release --panic-unwind --out-dir "$out" "$@"
 
-# worker-build's module becomes build/worker.js, behind src/edge/entry.js (build/index.js), which
-# answers the requests a trap of the wasm instance would leave hanging (see that file).
-# worker-build's other outputs (a legacy alias, a package.json) are not loaded by anything.
 # worker-build keeps the wasm's names section (function names in a trap's stack trace in the
-# log); it is stripped here: NAMES_SAVING shipped to every edge location, for a log line that the
+# log); it is stripped here: 26.8 KB gzip (192 KB raw) shipped to every edge location, for a log line that the
 # panic hook's own message and location already make readable. EDGEGUARD_WASM_NAMES=1 keeps it
 # (for a CPU or size profile that names functions); never for a deploy.
 if [ "${EDGEGUARD_WASM_NAMES:-0}" != 1 ]; then
   "${WASM_OPT_BIN:-wasm-opt}" --all-features --strip-debug --strip-producers \
-    build/index_bg.wasm -o build/index_bg.wasm
+    "$out/index_bg.wasm" -o "$out/index_bg.wasm"
 fi
-mv build/index.js build/worker.js
-cp src/edge/entry.js build/index.js
-rm -rf build/worker build/package.json
+# worker-build's module becomes build/worker.js, behind src/edge/entry.js (build/index.js), which
+# answers the requests a trap of the wasm instance would leave hanging (see that file).
+# worker-build's other outputs (a legacy alias, a package.json) are not loaded by anything.
+mv "$out/index.js" "$out/worker.js"
+cp src/edge/entry.js "$out/index.js"
+rm -rf "$out/worker" "$out/package.json"

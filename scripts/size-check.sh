@@ -8,24 +8,21 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${1:-$ROOT/build}"
 
-# A regression guard, not the goal. Issue 7's target is js + wasm <= 60 KiB gzip (61,440 B); the
-# build is about 1.44 times that (2026-11-25: 88,706 B gzip, wasm 211,688 B raw, after js-sys,
-# web-sys and getrandom were replaced by edgeguard's own bindings and executor; 95,827 B before
-# that, 129,730 B at the start of the day), mostly from the panic=unwind build (12.1 KB gzip, see
-# README.md) and the features.
-# These budgets are that size plus ~1%: growth past them must be a decision, made in the commit
-# that grows it.
-GZIP_BUDGET=89300  # index.js + index_bg.wasm, gzip -9, bytes
-WASM_RAW_BUDGET=213100  # index_bg.wasm as uploaded, bytes
+# A regression guard under the 200 KB gzip limit issue 16 set (goal: 150 KB). On workers-rs
+# (2026-12-03) the upload is 189,483 B gzip (wasm 443,146 B raw): worker, js-sys and the
+# panic=unwind build are most of it (see README.md, "Upload size"). These budgets are that size
+# plus ~1%: growth past them must be a decision, made in the commit that grows it.
+GZIP_BUDGET=191400  # index.js + worker.js + index_bg.wasm, gzip -9, bytes
+WASM_RAW_BUDGET=447600  # index_bg.wasm as uploaded, bytes
 
-for f in index.js index_bg.wasm; do
+for f in index.js worker.js index_bg.wasm; do
   [ -f "$BUILD/$f" ] || { echo "size-check: $BUILD/$f not found (run scripts/build.sh)" >&2; exit 1; }
 done
 gz() { gzip -9 -n -c "$1" | wc -c; }
-js_raw=$(wc -c <"$BUILD/index.js"); wasm_raw=$(wc -c <"$BUILD/index_bg.wasm")
-js_gz=$(gz "$BUILD/index.js"); wasm_gz=$(gz "$BUILD/index_bg.wasm")
+js_raw=$(cat "$BUILD/index.js" "$BUILD/worker.js" | wc -c); wasm_raw=$(wc -c <"$BUILD/index_bg.wasm")
+js_gz=$(( $(gz "$BUILD/index.js") + $(gz "$BUILD/worker.js") )); wasm_gz=$(gz "$BUILD/index_bg.wasm")
 total_gz=$((js_gz + wasm_gz))
-printf 'size-check: index.js %d B (gzip %d), index_bg.wasm %d B (gzip %d), total gzip %d B\n' \
+printf 'size-check: index.js + worker.js %d B (gzip %d), index_bg.wasm %d B (gzip %d), total gzip %d B\n' \
   "$js_raw" "$js_gz" "$wasm_raw" "$wasm_gz" "$total_gz"
 fail=0
 if [ "$total_gz" -gt "$GZIP_BUDGET" ]; then

@@ -75,7 +75,7 @@ pub(super) async fn fetch_origin(
         Some(Ok(response)) => Ok(response),
         // Refused, reset, DNS.
         Some(Err(error)) => Err(Failure::OriginUnreachable {
-            detail: format!("fetch: {error}"),
+            detail: format!("fetch: {}", runtime::error_message(&error)),
         }
         .into()),
     }

@@ -117,6 +117,15 @@ pub fn js_error_message(error: &JsValue) -> String {
         .unwrap_or_else(|| "unknown error".to_owned())
 }
 
+/// A `worker::Error` as text: a JS exception's message alone (its `Display` prefixes the
+/// exception's name, "Error: "), anything else as `Display` writes it.
+pub fn error_message(error: &worker::Error) -> String {
+    match error {
+        worker::Error::UnknownJsError { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// `stream.cancel()`, its outcome ignored: a courtesy to the runtime that changes nothing.
 pub fn cancel(stream: &web_sys::ReadableStream) {
     let _ = stream.cancel();

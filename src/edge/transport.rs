@@ -287,7 +287,10 @@ impl Delivery {
         match within(SENTRY_SEND_TIMEOUT_MS, Fetch::Request(request).send()).await {
             // No answer in time; the runtime cancels the request when the work ends.
             None => Err(SendFailure::Timeout),
-            Some(Err(error)) => Err(SendFailure::Network(format!("fetch: {error}"))),
+            Some(Err(error)) => Err(SendFailure::Network(format!(
+                "fetch: {}",
+                runtime::error_message(&error)
+            ))),
             Some(Ok(response)) => {
                 if let ResponseBody::Stream(body) = response.body() {
                     cancel(body);

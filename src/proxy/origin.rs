@@ -37,7 +37,10 @@ impl fmt::Display for OriginUrlError {
             }
             OriginUrlError::UnsupportedScheme => "the scheme must be http or https",
             OriginUrlError::MissingHost => "no host after the scheme",
-            OriginUrlError::InvalidHost => "the host is not a valid domain name or IP address",
+            OriginUrlError::InvalidHost => {
+                "the host is not a valid ASCII domain name (write an international one in \
+                 punycode, xn--...) or IP address"
+            }
             OriginUrlError::HasUserinfo => "credentials (user:password@) are not allowed",
             OriginUrlError::InvalidPort => "the port is not a number from 1 to 65535",
             OriginUrlError::HasQueryOrFragment => "a query (?) or fragment (#) is not allowed",
@@ -159,6 +162,12 @@ mod tests {
                 "http://[::1]:8080/p/x?y",
             ),
             ("http://[0:0::1]", "https://site.example/", "http://[::1]/"),
+            // An international host, written in punycode.
+            (
+                "https://xn--bcher-kva.example",
+                "https://site.example/x",
+                "https://xn--bcher-kva.example/x",
+            ),
             (
                 "https://origin.example",
                 "http://[2001:db8::1]:8787/x",
@@ -286,6 +295,8 @@ mod tests {
             ("https://exa mple.com", OriginUrlError::InvalidHost),
             ("http://[::1", OriginUrlError::InvalidHost),
             ("http://999.1.1.1", OriginUrlError::InvalidHost),
+            // ASCII hosts only (idna_adapter 1.0, see Cargo.toml): punycode is accepted below.
+            ("https://bücher.example", OriginUrlError::InvalidHost),
             ("https:origin.example", OriginUrlError::MissingScheme),
             ("https://?a=1", OriginUrlError::MissingHost),
             ("https://:8080", OriginUrlError::MissingHost),
