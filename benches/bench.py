@@ -36,6 +36,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wasm import Module  # benches/wasm.py, beside this file
+
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -294,8 +296,10 @@ class Target:
 
 
 def edgeguard_modules(build: Path) -> list[Path]:
-    """An edgeguard build's modules, main first: src/edge/entry.js, worker-build's module, the wasm."""
-    return [build / "index.js", build / "worker.js", build / "index_bg.wasm"]
+    """An edgeguard build's modules, main first: src/edge/entry.js, worker-build's module (absent
+    in builds from before workers-rs, compared with --variant), the wasm."""
+    modules = [build / "index.js", build / "worker.js", build / "index_bg.wasm"]
+    return [m for m in modules if m.exists()]
 
 
 def capnp_str(s: str) -> str:
@@ -553,48 +557,11 @@ COMPILE_TRACE_FLAGS = ("--trace-wasm-compilation-times", "--no-wasm-tier-up")
 COMPILED_RE = re.compile(r"#(\d+) using Liftoff, took (\d+) μs.*?bodysize (\d+)")
 
 
-def leb128(b: bytes, i: int) -> tuple[int, int]:
-    n = shift = 0
-    while True:
-        x = b[i]
-        i += 1
-        n |= (x & 0x7F) << shift
-        shift += 7
-        if x < 0x80:
-            return n, i
-
-
 def wasm_code_facts(wasm: Path) -> tuple[int, dict[int, str]]:
     """The bytes of all function bodies, and function index -> name from the `name` section
     (empty for a build without one: `EDGEGUARD_WASM_NAMES=1 scripts/build.sh` keeps it)."""
-    b, i, code, names = wasm.read_bytes(), 8, 0, {}
-    while i < len(b):
-        section, i = b[i], i + 1
-        size, i = leb128(b, i)
-        end = i + size
-        if section == 10:  # code: a count, then each body with its size first
-            count, j = leb128(b, i)
-            for _ in range(count):
-                body, j = leb128(b, j)
-                code += body
-                j += body
-        elif section == 0:  # custom: "name", subsection 1 = function names
-            length, j = leb128(b, i)
-            if b[j:j + length] == b"name":
-                j += length
-                while j < end:
-                    sub, j = b[j], j + 1
-                    sub_size, j = leb128(b, j)
-                    if sub == 1:
-                        count, k = leb128(b, j)
-                        for _ in range(count):
-                            index, k = leb128(b, k)
-                            length, k = leb128(b, k)
-                            names[index] = b[k:k + length].decode(errors="replace")
-                            k += length
-                    j += sub_size
-        i = end
-    return code, names
+    module = Module(wasm)
+    return sum(module.bodies), module.names
 
 
 def first_request_compile(t: Target, procs: "Procs", workerd: Path, state: Path,

@@ -2,7 +2,7 @@
 # The benchmark: edgeguard vs a no-op JS pass-through, a minimal hand-written reporter (the floor),
 # toucan-js and @sentry/cloudflare, each under workerd started directly, behind one local nginx
 # origin and Sentry sink, loaded with wrk on 127.0.0.1. Prints one Markdown table and writes it to
-# benches/RESULTS.md. About 10 minutes.
+# benches/RESULTS.md. About 15 minutes.
 #
 #   scripts/bench.sh [bench.py options]     e.g. --duration 4 --rounds 1 for a quick look
 #

@@ -718,6 +718,6 @@ fn bare_response(status: u16) -> web_sys::Response {
         .or_else(|_| web_sys::Response::new())
         .unwrap_or_else(|_| {
             // `new Response()` cannot throw; this arm only satisfies the type.
-            worker::wasm_bindgen::JsValue::NULL.into()
+            wasm_bindgen::JsValue::NULL.into()
         })
 }

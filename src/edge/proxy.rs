@@ -11,7 +11,7 @@ use crate::proxy::outcome::{BodyMeter, Failure, FAILING_BODY_PEEK_MS};
 use crate::sentry::event::OriginCall;
 use crate::sentry::time::elapsed_ms;
 use std::cell::Cell;
-use worker::wasm_bindgen::JsValue;
+use wasm_bindgen::JsValue;
 use worker::{console_warn, web_sys, Fetch, Headers, Request, Response, Url};
 
 /// Whether a request was already handed to the origin (so a replay could repeat its effects),

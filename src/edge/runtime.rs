@@ -2,12 +2,12 @@
 //! `worker`, `js-sys` or `getrandom`: the clock, randomness, timers, header lists as pairs, a
 //! body's chunks counted, gzip through the runtime's `CompressionStream`. They decide nothing.
 
+use js_sys::{futures::JsFuture, Reflect, Uint8Array};
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::task::Poll;
 use std::time::Duration;
-use worker::js_sys::{self, futures::JsFuture, Reflect, Uint8Array};
-use worker::wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen::{JsCast, JsValue};
 use worker::{web_sys, Delay, Headers};
 
 /// `Date.now()`: epoch milliseconds. On Workers the clock only advances across I/O, which is

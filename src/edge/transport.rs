@@ -13,9 +13,9 @@ use crate::sentry::envelope;
 use crate::sentry::id::EventId;
 use crate::sentry::ratelimit::CATEGORY_INTERNAL;
 use crate::{SDK_NAME, SDK_VERSION};
+use js_sys::Uint8Array;
 use std::cell::{Cell, RefCell};
-use worker::js_sys::Uint8Array;
-use worker::wasm_bindgen::JsValue;
+use wasm_bindgen::JsValue;
 use worker::{console_log, console_warn, web_sys, Context, Fetch, Headers, ResponseBody};
 
 /// One attempt at sending that has not finished by then is abandoned. With the one retry a
