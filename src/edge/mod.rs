@@ -495,8 +495,10 @@ fn report_event(
             .with(|cell| cell.get().cloned())
             .unwrap_or_else(|| Rc::new(config.clone())),
         failed: failed.clone(),
-        // The JS reference, not `Request.clone()` (which would tee the body).
-        req: Request::from(Clone::clone(visitor.req.inner())),
+        // The JS reference, not `Request.clone()` (which would tee the body); wrapped in a
+        // `worker::Request` (which reads its method, URL, headers and `cf`) only in `build`,
+        // after the page has gone out.
+        req: Clone::clone(visitor.req.inner()),
         with_request,
     };
     let id = job.id;
@@ -561,7 +563,7 @@ struct EventJob {
     dsn: Dsn,
     config: Rc<Config>,
     failed: Failed,
-    req: Request,
+    req: web_sys::Request,
     with_request: bool,
 }
 
@@ -569,11 +571,12 @@ impl EventJob {
     /// The envelope, ready to send; `None` if the request URL cannot be read back.
     fn build(&self) -> Option<Delivery> {
         let (id, failed) = (self.id, &self.failed);
-        let url = self.req.url().ok()?;
+        let req = Request::from(Clone::clone(&self.req));
+        let url = req.url().ok()?;
         let colo = runtime::cf_string(&self.req, "colo");
-        let method = self.req.inner().method();
+        let method = self.req.method();
         // All headers, read now that the page has gone out; the event scrubs them.
-        let headers = header_pairs(self.req.headers());
+        let headers = header_pairs(req.headers());
         let request = RequestInfo {
             method: &method,
             url: &url,

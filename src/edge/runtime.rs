@@ -91,8 +91,8 @@ pub fn request(
 /// A non-empty string property of `request.cf`, read directly: `worker::Cf`'s getters unwrap,
 /// and a request not from Cloudflare's edge (workerd locally, `wrangler dev`) has a `cf` object
 /// without `colo`.
-pub fn cf_string(req: &worker::Request, key: &str) -> Option<String> {
-    let cf = Reflect::get(req.inner(), &JsValue::from_str("cf")).ok()?;
+pub fn cf_string(req: &web_sys::Request, key: &str) -> Option<String> {
+    let cf = Reflect::get(req, &JsValue::from_str("cf")).ok()?;
     let value = Reflect::get(&cf, &JsValue::from_str(key))
         .ok()?
         .as_string()?;
