@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # The one command that runs every test: installs what is missing, builds the worker, then runs
 # the host unit tests and the end-to-end tests (real workerd, real local origin, strict Sentry
-# sink, and a real Bugsink) through `cargo test`.
+# sink, and a real Bugsink) through `cargo test`. The Python venvs the tests run: Bugsink's, the
+# demo's (its Django and sentry-sdk also serve the tracing tests' origin app) and Sentry's
+# normaliser (tests/requirements.txt).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$ROOT/scripts/setup.sh"
 "$ROOT/scripts/bugsink.sh" install
+# shellcheck source=scripts/pyvenv.sh
+source "$ROOT/scripts/pyvenv.sh"
+pyvenv_sync "$ROOT/tools/.venv-demo" "$ROOT/demo/requirements.txt"
+pyvenv_sync "$ROOT/tools/.venv-relay" "$ROOT/tests/requirements.txt"
 # shellcheck source=scripts/env.sh
 source "$ROOT/scripts/env.sh"
 cd "$ROOT"

@@ -28,6 +28,8 @@ pub const SENTRY_SEND_DEFAULT_PII: &str = "SENTRY_SEND_DEFAULT_PII";
 pub const SENTRY_REPORT_4XX: &str = "SENTRY_REPORT_4XX";
 pub const SENTRY_SLOW_ORIGIN_MS: &str = "SENTRY_SLOW_ORIGIN_MS";
 pub const SENTRY_DEBUG: &str = "SENTRY_DEBUG";
+pub const SENTRY_TRACE_PROPAGATION: &str = "SENTRY_TRACE_PROPAGATION";
+pub const SENTRY_TRACES_SAMPLE_RATE: &str = "SENTRY_TRACES_SAMPLE_RATE";
 
 pub const DEFAULT_ENVIRONMENT: &str = "production";
 pub const DEFAULT_ORIGIN_TIMEOUT_MS: u32 = 30_000;
@@ -85,6 +87,13 @@ pub struct Config {
     pub privacy: Privacy,
     /// The opt-in warnings for responses that pass through.
     pub handled: HandledEvents,
+    /// `SENTRY_TRACE_PROPAGATION` (default on, with a DSN): the origin request carries
+    /// `sentry-trace` and `baggage`, so the app's Sentry SDK joins edgeguard's trace.
+    pub trace_propagation: bool,
+    /// `SENTRY_TRACES_SAMPLE_RATE`: the share of requests sent as a transaction (the edge hop).
+    /// Unset (the default): tracing is off, no transactions, and edgeguard makes no sampling
+    /// decision for the origin. Set, even to 0: an incoming decision wins, else this rate.
+    pub traces_sample_rate: Option<f64>,
 }
 
 /// A setting that could not be used as given.
@@ -98,6 +107,7 @@ pub enum ConfigError {
     NotABoolean(&'static str),
     NotAPath(&'static str),
     SampleRate,
+    TracesSampleRate,
     MaxEventsPerMinute,
     /// `SENTRY_REQUEST_HEADERS`: the entry at this 1-based position is not a header name.
     NotAHeaderName(usize),
@@ -124,6 +134,7 @@ impl ConfigError {
             ConfigError::ReleaseTooLong => SENTRY_RELEASE,
             ConfigError::NotABoolean(name) | ConfigError::NotAPath(name) => name,
             ConfigError::SampleRate => SENTRY_SAMPLE_RATE,
+            ConfigError::TracesSampleRate => SENTRY_TRACES_SAMPLE_RATE,
             ConfigError::MaxEventsPerMinute => SENTRY_MAX_EVENTS_PER_MINUTE,
             ConfigError::NotAHeaderName(_) => SENTRY_REQUEST_HEADERS,
             ConfigError::NotA4xxStatus(_) => SENTRY_REPORT_4XX,
@@ -144,9 +155,13 @@ impl ConfigError {
             ConfigError::EnvironmentTooLong | ConfigError::ReleaseTooLong => {
                 "it is truncated".to_owned()
             }
+            ConfigError::NotABoolean(SENTRY_TRACE_PROPAGATION) => {
+                "treated as true (the default)".to_owned()
+            }
             ConfigError::NotABoolean(_) => "treated as false".to_owned(),
             ConfigError::NotAPath(_) => "ignored".to_owned(),
             ConfigError::SampleRate => "every event is sent (1.0)".to_owned(),
+            ConfigError::TracesSampleRate => "no transactions are sent".to_owned(),
             ConfigError::MaxEventsPerMinute => {
                 format!("using the default of {DEFAULT_MAX_EVENTS_PER_WINDOW}")
             }
@@ -180,7 +195,9 @@ impl fmt::Display for ConfigError {
                 "not one of true, false, 1, 0, yes, no, on, off".to_owned()
             }
             ConfigError::NotAPath(_) => "not a path starting with '/'".to_owned(),
-            ConfigError::SampleRate => "not a number from 0.0 to 1.0".to_owned(),
+            ConfigError::SampleRate | ConfigError::TracesSampleRate => {
+                "not a number from 0.0 to 1.0".to_owned()
+            }
             ConfigError::MaxEventsPerMinute => {
                 format!("not a whole number from 0 to {MAX_EVENTS_PER_MINUTE}")
             }
@@ -373,6 +390,19 @@ impl Config {
             client_errors,
             slow_origin_ms,
         };
+        let trace_propagation = get(SENTRY_TRACE_PROPAGATION).is_none_or(|raw| {
+            parse_bool(&raw).unwrap_or_else(|| {
+                errors.push(ConfigError::NotABoolean(SENTRY_TRACE_PROPAGATION));
+                true
+            })
+        });
+        let traces_sample_rate = get(SENTRY_TRACES_SAMPLE_RATE).and_then(|raw| {
+            let rate = parse_sample_rate(&raw);
+            if rate.is_none() {
+                errors.push(ConfigError::TracesSampleRate);
+            }
+            rate
+        });
 
         let config = Config {
             origin,
@@ -389,6 +419,8 @@ impl Config {
             max_events_per_minute,
             privacy,
             handled,
+            trace_propagation,
+            traces_sample_rate,
         };
         (config, errors)
     }
@@ -643,6 +675,37 @@ mod tests {
                 ]
             );
         }
+    }
+
+    #[test]
+    fn tracing_options() {
+        let (config, errors) = parse(&[]);
+        assert!(errors.is_empty());
+        assert!(config.trace_propagation);
+        assert_eq!(config.traces_sample_rate, None);
+
+        let (config, errors) = parse(&[
+            (SENTRY_TRACE_PROPAGATION, "off"),
+            (SENTRY_TRACES_SAMPLE_RATE, "0"),
+        ]);
+        assert!(errors.is_empty());
+        assert!(!config.trace_propagation);
+        assert_eq!(config.traces_sample_rate, Some(0.0));
+
+        let (config, errors) = parse(&[
+            (SENTRY_TRACE_PROPAGATION, "maybe"),
+            (SENTRY_TRACES_SAMPLE_RATE, "2"),
+        ]);
+        assert!(config.trace_propagation);
+        assert_eq!(config.traces_sample_rate, None);
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                "SENTRY_TRACE_PROPAGATION: not one of true, false, 1, 0, yes, no, on, off; treated as true (the default)",
+                "SENTRY_TRACES_SAMPLE_RATE: not a number from 0.0 to 1.0; no transactions are sent",
+            ]
+        );
     }
 
     #[test]

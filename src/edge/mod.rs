@@ -8,6 +8,7 @@
 //! - `proxy.rs`: the origin fetch, its timeout, hop-by-hop headers, the failing body's size;
 //! - `feedback.rs`: the feedback form's endpoint;
 //! - `transport.rs`: envelopes to Sentry (admission, gzip, POST, rate limits, client reports);
+//! - `tracing.rs`: the request's trace (read, propagated, its transaction after the response);
 //! - `runtime.rs`: clock, randomness, timers, header pairs, gzip.
 //!
 //! Invariants kept here:
@@ -21,6 +22,7 @@
 mod feedback;
 mod proxy;
 mod runtime;
+mod tracing;
 mod transport;
 
 use crate::config::{BuildInfo, Config, ConfigError, Origin};
@@ -33,6 +35,7 @@ use crate::sentry::event::{self, EventInput, OriginCall, RequestInfo, ResponseIn
 use crate::sentry::id::EventId;
 use crate::sentry::ratelimit::CATEGORY_ERROR;
 use crate::sentry::route;
+use crate::sentry::trace::Trace;
 use proxy::{Attempt, OriginFailure};
 use runtime::{find_header, header_pairs, now, some_header_pairs};
 use std::any::Any;
@@ -50,7 +53,7 @@ use worker::{console_error, event, web_sys, Context, Env, Headers, Request, Resp
 /// visitor waited for the event's build. Measured one request at a time (`scripts/bench.sh`,
 /// `/500 − /1k`): 0 ms +0.22 ms, 1 ms +0.10 ms, 5 ms +0.13 ms, no reporting at all +0.00 ms.
 /// The event's timestamp is taken before the wait.
-const AFTER_PAGE_MS: u32 = 1;
+pub(super) const AFTER_PAGE_MS: u32 = 1;
 
 /// The page's Content-Security-Policy: a static page with inline CSS and nothing else.
 const PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
@@ -103,16 +106,36 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<web_sys::
 /// `handle` with panics caught: a panic gets our own-failure answer, and a panic while answering
 /// that gets a bare 500, never a loop.
 async fn guarded(req: &Request, config: &Config, ctx: &Context) -> web_sys::Response {
-    let attempt = Attempt::default();
-    let failed = match catch_panic(handle(req, config, ctx, &attempt)).await {
-        Ok(response) => return response,
-        Err(panic) => Failed::from(panic),
+    let trace = catch_unwind(AssertUnwindSafe(|| tracing::start(req, config)))
+        .ok()
+        .flatten();
+    let sends_transaction = trace.as_ref().is_some_and(|t| t.sends_transaction);
+    let attempt = Attempt {
+        trace,
+        started_ms: if sends_transaction { now() } else { 0.0 },
+        ..Attempt::default()
     };
-    let answer = catch_panic(answer_own_failure(req, config, ctx, &attempt, failed)).await;
-    answer.unwrap_or_else(|_| {
-        count_reporter_failure("panicked while answering a panic; bare 500 sent");
-        bare_response(500)
-    })
+    let response = match catch_panic(handle(req, config, ctx, &attempt)).await {
+        Ok(response) => response,
+        Err(panic) => {
+            let failed = Failed::from(panic);
+            let answer = catch_panic(answer_own_failure(req, config, ctx, &attempt, failed)).await;
+            answer.unwrap_or_else(|_| {
+                count_reporter_failure("panicked while answering a panic; bare 500 sent");
+                bare_response(500)
+            })
+        }
+    };
+    if sends_transaction {
+        let status = response.status();
+        let sent = catch_unwind(AssertUnwindSafe(|| {
+            tracing::send_transaction(req, config, ctx, &attempt, status);
+        }));
+        if sent.is_err() {
+            count_reporter_failure("panicked while scheduling a transaction; not sent");
+        }
+    }
+    response
 }
 
 /// What is left to do for a request that is not simply passing through.
@@ -145,6 +168,7 @@ async fn handle(
         return answer_own_failure(req, config, ctx, attempt, failed).await;
     }
     failed.call = attempt.call.get();
+    failed.trace.clone_from(&attempt.trace);
     answer_failure(req, config, ctx, failed)
 }
 
@@ -209,6 +233,7 @@ fn report_handled(
         failure,
         origin: Some(OriginFailure::of(response, None)),
         call: Some(call),
+        trace: attempt.trace.clone(),
     };
     report_event(config, ctx, &failed, &Visitor::read(req), true);
 }
@@ -223,6 +248,7 @@ async fn answer_own_failure(
     mut failed: Failed,
 ) -> web_sys::Response {
     failed.call = failed.call.or(attempt.call.get());
+    failed.trace = failed.trace.or_else(|| attempt.trace.clone());
     // Replaying is safe only when the body (if any) is unread, and the origin has not seen the
     // request yet or the method is safe.
     let safe_method = matches!(req.inner().method().as_str(), "GET" | "HEAD" | "OPTIONS");
@@ -284,6 +310,8 @@ struct Failed {
     origin: Option<OriginFailure>,
     /// The origin fetch, when one was made.
     call: Option<OriginCall>,
+    /// The request's trace: the event's `contexts.trace` and its envelope's `trace` header.
+    trace: Option<Rc<Trace>>,
 }
 
 impl Failure {
@@ -299,6 +327,7 @@ impl From<Failure> for Failed {
             failure,
             origin: None,
             call: None,
+            trace: None,
         }
     }
 }
@@ -491,9 +520,7 @@ fn report_event(
         id: EventId::from_random(random),
         timestamp_ms: now(),
         dsn: dsn.clone(),
-        config: CONFIG
-            .with(|cell| cell.get().cloned())
-            .unwrap_or_else(|| Rc::new(config.clone())),
+        config: shared_config(config),
         failed: failed.clone(),
         // The JS reference, not `Request.clone()` (which would tee the body); wrapped in a
         // `worker::Request` (which reads its method, URL, headers and `cf`) only in `build`,
@@ -516,6 +543,14 @@ fn report_event(
         }
     });
     Some(id)
+}
+
+/// The isolate's config as a shared reference, for work that outlives the request (the event's
+/// build, the transaction's).
+fn shared_config(config: &Config) -> Rc<Config> {
+    CONFIG
+        .with(|cell| cell.get().cloned())
+        .unwrap_or_else(|| Rc::new(config.clone()))
 }
 
 /// The page's language for the visitor's `Accept-Language` (English when nothing fits).
@@ -603,9 +638,11 @@ impl EventJob {
                 .unwrap_or_else(|| url.host_str().unwrap_or_default()),
             colo: colo.as_deref(),
             origin_call: failed.call.as_ref(),
+            trace: failed.trace.as_deref(),
             config: &self.config,
         });
-        let body = envelope::event_envelope(id, now(), &event);
+        let trace = failed.trace.as_ref().and_then(|t| t.envelope_header());
+        let body = envelope::event_envelope(id, now(), &event, trace);
         let mechanism = failed.failure.mechanism();
         Some(Delivery::new(
             &self.dsn,

@@ -10,16 +10,22 @@ use crate::proxy::forward::{self, HeaderEdit};
 use crate::proxy::outcome::{BodyMeter, Failure, FAILING_BODY_PEEK_MS};
 use crate::sentry::event::OriginCall;
 use crate::sentry::time::elapsed_ms;
+use crate::sentry::trace::Trace;
 use std::cell::Cell;
+use std::rc::Rc;
 use wasm_bindgen::JsValue;
 use worker::{console_warn, web_sys, Fetch, Headers, Request, Response, Url};
 
 /// Whether a request was already handed to the origin (so a replay could repeat its effects),
-/// and how that fetch went (for the breadcrumb, `contexts.origin` and the slow-origin warning).
+/// and how that fetch went (for the breadcrumb, `contexts.origin` and the slow-origin warning);
+/// the request's trace, which the origin request carries on.
 #[derive(Default)]
 pub(super) struct Attempt {
     pub(super) sent: Cell<bool>,
     pub(super) call: Cell<Option<OriginCall>>,
+    pub(super) trace: Option<Rc<Trace>>,
+    /// When the request arrived (epoch ms), read only for a request sent as a transaction.
+    pub(super) started_ms: f64,
 }
 
 /// What the event and the page need of a failing (or warned-about) origin response: its
@@ -54,7 +60,11 @@ pub(super) async fn fetch_origin(
     target: &str,
     attempt: &Attempt,
 ) -> Result<Response, Failed> {
-    let outgoing = origin_request(req, url, config, target)?;
+    let trace = attempt
+        .trace
+        .as_deref()
+        .filter(|_| config.trace_propagation);
+    let outgoing = origin_request(req, url, config, target, trace)?;
     attempt.sent.set(true);
     let started_ms = now();
     let answer = within(config.origin_timeout_ms, Fetch::Request(outgoing).send()).await;
@@ -81,12 +91,14 @@ pub(super) async fn fetch_origin(
     }
 }
 
-/// The request to send to the origin: the visitor's method, edited headers and body stream.
+/// The request to send to the origin: the visitor's method, edited headers and body stream,
+/// and the trace headers (`trace`: when propagation is on).
 fn origin_request(
     req: &Request,
     url: &Url,
     config: &Config,
     target: &str,
+    trace: Option<&Trace>,
 ) -> Result<Request, Failed> {
     let method = req.inner().method();
     let authority = &url[url::Position::BeforeHost..url::Position::AfterPort];
@@ -98,8 +110,11 @@ fn origin_request(
     let incoming = req.headers();
     let token = forward::loop_token(&config.origin, authority);
     let read = some_header_pairs(incoming, forward::request_edit_reads());
-    let edit =
+    let mut edit =
         forward::request_edit(&read, &visitor, &token).map_err(|_| Failed::from(Failure::Loop))?;
+    if let Some(trace) = trace {
+        edit.set.extend(trace.propagation_headers());
+    }
     let headers = edited(incoming, &edit).map_err(|e| internal(format!("Headers: {e:?}")))?;
 
     let body = req.inner().body().map(JsValue::from);
@@ -184,6 +199,7 @@ pub(super) async fn origin_failing(response: Response) -> Failed {
         failure: Failure::OriginStatus { status },
         origin: Some(OriginFailure::of(&response, body_size)),
         call: None,
+        trace: None,
     }
 }
 

@@ -14,7 +14,8 @@
 //!   with the next envelope sent, or go alone after [`CLIENT_REPORT_FLUSH_MS`]; an envelope
 //!   that fails to arrive gives its counts back, so they are sent later instead of lost.
 
-use crate::sentry::ratelimit::RateLimits;
+use crate::sentry::ratelimit::{RateLimits, CATEGORY_SPAN, CATEGORY_TRANSACTION};
+use crate::sentry::transaction::SPANS_PER_TRANSACTION;
 use serde_json::{json, Value};
 
 /// The flood-control window: the cap counts events per key per minute.
@@ -261,8 +262,14 @@ impl Reporter {
         }
     }
 
+    /// Counts `quantity` items of `category` as dropped; a transaction's spans are counted
+    /// with it (category `span`), as Sentry's client-report spec asks.
     pub fn record(&mut self, reason: Reason, category: &'static str, quantity: u64) {
         self.pending.add(reason, category, quantity);
+        if category == CATEGORY_TRANSACTION {
+            let spans = quantity.saturating_mul(SPANS_PER_TRANSACTION);
+            self.pending.add(reason, CATEGORY_SPAN, spans);
+        }
     }
 
     /// Takes the pending counts to send with an envelope (`None` when there are none).

@@ -17,8 +17,32 @@ pub const CONTENT_TYPE: &str = "application/x-sentry-envelope";
 
 /// Serialises one event into an envelope. The DSN is deliberately not put in the header: it is
 /// optional there and would copy a credential into every upload.
-pub fn event_envelope(id: EventId, sent_at_ms: f64, event: &Value) -> Vec<u8> {
-    single_item_envelope(Some(id), sent_at_ms, "event", &event.to_string())
+///
+/// `trace` is the trace's dynamic sampling context (`trace::Trace::envelope_header`), which
+/// Sentry reads for sampling without opening the item.
+pub fn event_envelope(
+    id: EventId,
+    sent_at_ms: f64,
+    event: &Value,
+    trace: Option<Value>,
+) -> Vec<u8> {
+    envelope(Some(id), sent_at_ms, trace, "event", &event.to_string())
+}
+
+/// Serialises one transaction (`transaction::build`) into an envelope, with its trace's DSC.
+pub fn transaction_envelope(
+    id: EventId,
+    sent_at_ms: f64,
+    transaction: &Value,
+    trace: Option<Value>,
+) -> Vec<u8> {
+    envelope(
+        Some(id),
+        sent_at_ms,
+        trace,
+        "transaction",
+        &transaction.to_string(),
+    )
 }
 
 /// `{"name":"edgeguard","version":…}`: the `sdk` block of envelope headers and events.
@@ -34,7 +58,20 @@ pub fn single_item_envelope(
     item_type: &str,
     payload: &str,
 ) -> Vec<u8> {
+    envelope(event_id, sent_at_ms, None, item_type, payload)
+}
+
+fn envelope(
+    event_id: Option<EventId>,
+    sent_at_ms: f64,
+    trace: Option<Value>,
+    item_type: &str,
+    payload: &str,
+) -> Vec<u8> {
     let mut header = Map::new();
+    if let Some(trace) = trace {
+        header.insert("trace".into(), trace);
+    }
     header.insert("sent_at".into(), rfc3339_millis(sent_at_ms).into());
     header.insert("sdk".into(), sdk());
     if let Some(id) = event_id {
@@ -75,13 +112,29 @@ mod tests {
     fn golden_bytes() {
         let id = EventId::from_random([0x11; 16]);
         let event = json!({"event_id": id.to_hex(), "message": "héllo"});
-        let bytes = event_envelope(id, 1_795_521_600_000.0, &event);
+        let bytes = event_envelope(id, 1_795_521_600_000.0, &event, None);
         let expected = concat!(
             r#"{"event_id":"11111111111141119111111111111111","sdk":{"name":"edgeguard","version":"0.1.0"},"sent_at":"2026-11-24T12:00:00.000Z"}"#,
             "\n",
             r#"{"length":66,"type":"event"}"#,
             "\n",
             r#"{"event_id":"11111111111141119111111111111111","message":"héllo"}"#,
+            "\n"
+        );
+        assert_eq!(String::from_utf8(bytes).unwrap(), expected);
+    }
+
+    #[test]
+    fn trace_header_and_transaction_item() {
+        let id = EventId::from_random([0x11; 16]);
+        let trace = json!({"public_key": "key", "trace_id": "t"});
+        let bytes = transaction_envelope(id, 1_795_521_600_000.0, &json!({"a": 1}), Some(trace));
+        let expected = concat!(
+            r#"{"event_id":"11111111111141119111111111111111","sdk":{"name":"edgeguard","version":"0.1.0"},"sent_at":"2026-11-24T12:00:00.000Z","trace":{"public_key":"key","trace_id":"t"}}"#,
+            "\n",
+            r#"{"length":7,"type":"transaction"}"#,
+            "\n",
+            r#"{"a":1}"#,
             "\n"
         );
         assert_eq!(String::from_utf8(bytes).unwrap(), expected);
@@ -113,7 +166,7 @@ mod tests {
     fn length_counts_bytes_not_chars() {
         let id = EventId::from_random([0; 16]);
         let event = json!({"m": "ééé"});
-        let bytes = event_envelope(id, 0.0, &event);
+        let bytes = event_envelope(id, 0.0, &event, None);
         let text = String::from_utf8(bytes).unwrap();
         let mut lines = text.split('\n');
         let _header = lines.next().unwrap();

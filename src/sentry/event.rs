@@ -8,6 +8,7 @@ use crate::privacy::{filter_cookies, filter_headers, filter_query, DEFAULT_RESPO
 use crate::proxy::outcome::Failure;
 use crate::sentry::id::EventId;
 use crate::sentry::time::rfc3339_millis;
+use crate::sentry::trace::Trace;
 use crate::sentry::{envelope, limits, route};
 use crate::SDK_NAME;
 use serde_json::{json, Map, Value};
@@ -60,6 +61,9 @@ pub struct EventInput<'a> {
     pub colo: Option<&'a str>,
     /// The origin fetch, when one was made: the breadcrumb and `contexts.origin`.
     pub origin_call: Option<&'a OriginCall>,
+    /// The request's trace (`contexts.trace`), so Sentry shows this event in one trace with the
+    /// browser's and the origin app's.
+    pub trace: Option<&'a Trace>,
     pub config: &'a Config,
 }
 
@@ -98,6 +102,9 @@ pub fn build(input: &EventInput<'_>) -> Value {
             origin.insert("status_code".into(), status.into());
         }
         contexts.insert("origin".into(), origin.into());
+    }
+    if let Some(trace) = input.trace {
+        contexts.insert("trace".into(), trace.context().into());
     }
     if let Some(response) = input.response {
         let mut ctx = Map::new();
@@ -307,7 +314,7 @@ fn header_object(headers: Vec<(String, String)>) -> Value {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::{BuildInfo, Config};
 
@@ -374,6 +381,7 @@ mod tests {
                 duration_ms: 250,
                 status: Some(503),
             }),
+            trace: None,
             config: &config,
         });
         let bytes = event.to_string();
@@ -444,6 +452,7 @@ mod tests {
             server_name: "shop.example",
             colo: None,
             origin_call: None,
+            trace: None,
             config: &config,
         });
         assert_eq!(
@@ -496,6 +505,7 @@ mod tests {
             server_name: "shop.example",
             colo: None,
             origin_call: None,
+            trace: None,
             config: &config,
         });
         let contexts = event["contexts"].as_object().unwrap();
@@ -566,8 +576,48 @@ mod tests {
             server_name: "shop.example",
             colo: None,
             origin_call: None,
+            trace: None,
             config,
         })
+    }
+
+    #[test]
+    fn carries_the_trace_context() {
+        use crate::sentry::trace::{Head, Randomness};
+        let config = config();
+        let trace = Trace::start(
+            Some("771a43a4192642f0b136d5159a501700-a1b2c3d4e5f60718"),
+            None,
+            &Head {
+                public_key: "key",
+                release: "abc123",
+                environment: "staging",
+                traces_sample_rate: None,
+            },
+            &Randomness {
+                trace_id: [0; 16],
+                span_id: [0x22; 8],
+                sample_rand: 0,
+            },
+        );
+        let failure = Failure::OriginStatus { status: 500 };
+        let event = build(&EventInput {
+            id: EventId::from_random([3; 16]),
+            timestamp_ms: 0.0,
+            failure: &failure,
+            request: None,
+            response: None,
+            ray_id: None,
+            server_name: "shop.example",
+            colo: None,
+            origin_call: None,
+            trace: Some(&trace),
+            config: &config,
+        });
+        assert_eq!(
+            event["contexts"]["trace"].to_string(),
+            r#"{"parent_span_id":"a1b2c3d4e5f60718","span_id":"2222222222222222","trace_id":"771a43a4192642f0b136d5159a501700","type":"trace"}"#
+        );
     }
 
     #[test]

@@ -33,8 +33,14 @@ pub const CATEGORY_FEEDBACK: &str = "feedback";
 /// The data category of a client report sent alone (Sentry counts `client_report` items as
 /// `internal`).
 pub const CATEGORY_INTERNAL: &str = "internal";
-/// Every category edgeguard sends, in the order a log line names them. A limit on any other
-/// category (`transaction`, `span`, `session`, ...) changes nothing edgeguard does.
+/// The data category of a transaction (`SENTRY_TRACES_SAMPLE_RATE`), and of the spans in it.
+/// A limit on them is obeyed (transactions are dropped and counted) but not logged: Bugsink,
+/// for one, answers every envelope with a day-long `transaction;span` limit, since it takes no
+/// performance data, and events must not read as dropped.
+pub const CATEGORY_TRANSACTION: &str = "transaction";
+pub const CATEGORY_SPAN: &str = "span";
+/// Every category whose limits edgeguard logs, in the order a log line names them. A limit on
+/// another category (`session`, ...) changes nothing edgeguard does.
 pub const SENT_CATEGORIES: [&str; 3] = [CATEGORY_ERROR, CATEGORY_FEEDBACK, CATEGORY_INTERNAL];
 /// Deadlines within this much of the one already in force are the same limit announced again:
 /// the header counts whole seconds, rounded up, so a re-announcement can land up to 1 s later.

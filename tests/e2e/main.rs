@@ -25,4 +25,5 @@ mod proxy;
 mod reporting;
 mod security;
 mod streaming;
+mod tracing;
 mod websocket;

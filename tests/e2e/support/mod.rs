@@ -7,6 +7,7 @@
 pub mod browser;
 pub mod http;
 pub mod origin;
+pub mod pyorigin;
 pub mod server;
 pub mod sink;
 pub mod workerd;

@@ -60,6 +60,9 @@ pub struct Envelope {
     /// Body bytes once inflated.
     pub plain_len: usize,
     pub gzip: bool,
+    /// `sentry_client` of the X-Sentry-Auth header: `edgeguard/<v>`, or another SDK's (the
+    /// tracing tests' origin app reports to the same sink with Sentry's Python SDK).
+    pub client: String,
 }
 
 impl Envelope {
@@ -69,6 +72,19 @@ impl Envelope {
             .iter()
             .find(|i| i.header["type"] == "event")
             .map(|i| serde_json::from_slice(&i.payload).expect("checked on receipt"))
+    }
+
+    /// The parsed payload of the `transaction` item, if any.
+    pub fn transaction(&self) -> Option<Value> {
+        self.items
+            .iter()
+            .find(|i| i.header["type"] == "transaction")
+            .map(|i| serde_json::from_slice(&i.payload).expect("checked on receipt"))
+    }
+
+    /// Whether edgeguard sent it (rather than another SDK reporting to the same sink).
+    pub fn is_edgeguard(&self) -> bool {
+        self.client.starts_with("edgeguard/")
     }
 
     /// The parsed payloads of the `client_report` items.
@@ -113,7 +129,7 @@ impl Handler for SinkHandler {
     fn handle(&self, req: ServerRequest, stream: &mut TcpStream, stopping: &Stopping) {
         let checked = check_request(&req);
         let body = match &checked {
-            Ok((_, _, Body { plain, .. })) => plain.clone(),
+            Ok((_, _, Body { plain, .. }, _)) => plain.clone(),
             Err(_) => req.body.clone(),
         };
         let mut raw = req.raw_head.clone().into_bytes();
@@ -125,7 +141,7 @@ impl Handler for SinkHandler {
             st.requests += 1;
             st.raw.push(raw.clone());
             let event_id = match checked {
-                Ok((header, items, body)) => {
+                Ok((header, items, body, client)) => {
                     let id = header["event_id"].as_str().unwrap_or("").to_string();
                     st.envelopes.push(Envelope {
                         header,
@@ -134,6 +150,7 @@ impl Handler for SinkHandler {
                         wire_len: req.body.len(),
                         plain_len: body.plain.len(),
                         gzip: body.gzip,
+                        client,
                     });
                     Ok(id)
                 }
@@ -215,8 +232,8 @@ struct Body {
     gzip: bool,
 }
 
-/// Checks everything about one request; returns the parsed envelope.
-fn check_request(req: &ServerRequest) -> Result<(Value, Vec<Item>, Body), String> {
+/// Checks everything about one request; returns the parsed envelope and the client that sent it.
+fn check_request(req: &ServerRequest) -> Result<(Value, Vec<Item>, Body, String), String> {
     let expected_path = format!("/api/{PROJECT_ID}/envelope/");
     if req.method != "POST" {
         return Err(format!("method must be POST, got {}", req.method));
@@ -256,9 +273,10 @@ fn check_request(req: &ServerRequest) -> Result<(Value, Vec<Item>, Body), String
             ))
         }
     };
-    check_auth(req.header("x-sentry-auth"))?;
-    let (header, items) = parse_envelope(&body.plain)?;
-    Ok((header, items, body))
+    let client = check_auth(req.header("x-sentry-auth"))?;
+    let edgeguard = client.starts_with("edgeguard/");
+    let (header, items) = parse_envelope_from(&body.plain, edgeguard)?;
+    Ok((header, items, body, client))
 }
 
 /// Inflates a gzip body strictly: one member, checksum and length verified, nothing after it.
@@ -276,8 +294,10 @@ fn gunzip(body: &[u8]) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// `Sentry sentry_version=7, sentry_client=edgeguard/<v>, sentry_key=<key>`.
-pub fn check_auth(header: Option<&str>) -> Result<(), String> {
+/// `Sentry sentry_version=7, sentry_client=<name>/<v>, sentry_key=<key>`; returns the client.
+/// Any `<name>/<version>` client is accepted (the tracing tests' Python app reports here too);
+/// what edgeguard sends is held to the strict checks by the caller.
+pub fn check_auth(header: Option<&str>) -> Result<String, String> {
     let header = header.ok_or("missing X-Sentry-Auth")?;
     let rest = header
         .strip_prefix("Sentry ")
@@ -305,10 +325,15 @@ pub fn check_auth(header: Option<&str>) -> Result<(), String> {
     if key.as_deref() != Some(PUBLIC_KEY) {
         return Err(format!("sentry_key must be {PUBLIC_KEY:?}, got {key:?}"));
     }
-    match client.as_deref().and_then(|c| c.strip_prefix("edgeguard/")) {
-        Some(v) if !v.is_empty() => Ok(()),
+    match client {
+        Some(c)
+            if c.split_once('/')
+                .is_some_and(|(n, v)| !n.is_empty() && !v.is_empty()) =>
+        {
+            Ok(c)
+        }
         _ => Err(format!(
-            "sentry_client must be edgeguard/<version>, got {client:?}"
+            "sentry_client must be <name>/<version>, got {client:?}"
         )),
     }
 }
@@ -335,6 +360,12 @@ fn json_object_line(bytes: &[u8], what: &str) -> Result<Value, String> {
 /// header carrying `type` and `length`, exactly `length` payload bytes, then
 /// `\n` or the end of the body.
 pub fn parse_envelope(body: &[u8]) -> Result<(Value, Vec<Item>), String> {
+    parse_envelope_from(body, true)
+}
+
+/// [`parse_envelope`]; `edgeguard`: the envelope is edgeguard's, and its events, transactions
+/// and `trace` header are held to what edgeguard promises. Another SDK's get the framing checks.
+pub fn parse_envelope_from(body: &[u8], edgeguard: bool) -> Result<(Value, Vec<Item>), String> {
     if body.is_empty() {
         return Err("empty envelope".into());
     }
@@ -343,6 +374,11 @@ pub fn parse_envelope(body: &[u8]) -> Result<(Value, Vec<Item>), String> {
         .position(|&b| b == b'\n')
         .ok_or("envelope header line is not terminated by \\n")?;
     let header = json_object_line(&body[..nl], "envelope header")?;
+    if edgeguard {
+        if let Some(trace) = header.get("trace") {
+            check_trace_header(trace)?;
+        }
+    }
     let mut rest = &body[nl + 1..];
     let mut items = Vec::new();
     while !rest.is_empty() {
@@ -395,7 +431,12 @@ pub fn parse_envelope(body: &[u8]) -> Result<(Value, Vec<Item>), String> {
             if items.iter().any(|i: &Item| i.header["type"] == "event") {
                 return Err("more than one event item".into());
             }
-            check_event(&event)?;
+            if edgeguard {
+                check_event(&event)?;
+            }
+        }
+        if ty == "transaction" && edgeguard {
+            check_transaction(&header, &payload)?;
         }
         if ty == "feedback" {
             check_feedback(&header, &payload)?;
@@ -412,6 +453,59 @@ pub fn parse_envelope(body: &[u8]) -> Result<(Value, Vec<Item>), String> {
         return Err("envelope has no items".into());
     }
     Ok((header, items))
+}
+
+/// The envelope header's `trace` (the dynamic sampling context): an object of strings naming at
+/// least the trace and the public key.
+fn check_trace_header(trace: &Value) -> Result<(), String> {
+    let map = trace
+        .as_object()
+        .ok_or_else(|| format!("envelope `trace` is not an object: {trace}"))?;
+    if !is_hex(&trace["trace_id"], 32) || !map.get("public_key").is_some_and(Value::is_string) {
+        return Err(format!(
+            "envelope `trace` needs trace_id and public_key: {trace}"
+        ));
+    }
+    if let Some((k, v)) = map.iter().find(|(_, v)| !v.is_string()) {
+        return Err(format!("envelope `trace` value {k:?} is not a string: {v}"));
+    }
+    Ok(())
+}
+
+/// A transaction as edgeguard sends it: its id is the envelope's, its trace context and every
+/// span name one trace with hex ids, and no span ends before it starts.
+fn check_transaction(header: &Value, payload: &[u8]) -> Result<(), String> {
+    let tx = json_object_line(payload, "transaction payload")?;
+    if tx["type"] != "transaction" || !is_event_id(&tx["event_id"]) {
+        return Err(format!("transaction without type or event_id: {tx}"));
+    }
+    if header["event_id"] != tx["event_id"] {
+        return Err(format!("envelope event_id != transaction's: {tx}"));
+    }
+    let trace = &tx["contexts"]["trace"];
+    if !is_hex(&trace["trace_id"], 32) || !is_hex(&trace["span_id"], 16) {
+        return Err(format!("transaction trace context without ids: {trace}"));
+    }
+    let ordered = |v: &Value| matches!((v["start_timestamp"].as_f64(), v["timestamp"].as_f64()), (Some(s), Some(e)) if s <= e);
+    if !ordered(&tx) {
+        return Err(format!("transaction timestamps out of order: {tx}"));
+    }
+    for span in tx["spans"]
+        .as_array()
+        .ok_or("transaction without spans array")?
+    {
+        if span["trace_id"] != trace["trace_id"] || !is_hex(&span["span_id"], 16) || !ordered(span)
+        {
+            return Err(format!("bad span: {span}"));
+        }
+    }
+    Ok(())
+}
+
+fn is_hex(v: &Value, len: usize) -> bool {
+    v.as_str().is_some_and(|s| {
+        s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
 }
 
 /// An event as Sentry's normaliser (Relay's event schema) accepts it without `errors`: known
@@ -796,6 +890,41 @@ impl Sink {
     /// The bytes of every request received (head + body).
     pub fn raw_requests(&self) -> Vec<Vec<u8>> {
         lock(&self.shared.state).raw.clone()
+    }
+
+    /// edgeguard's transactions.
+    pub fn transactions(&self) -> Vec<Value> {
+        self.envelopes()
+            .iter()
+            .filter_map(Envelope::transaction)
+            .collect()
+    }
+
+    /// Waits (bounded) for at least `n` envelopes matching `pick`; panics with what arrived.
+    pub fn wait_for_envelopes(
+        &self,
+        n: usize,
+        timeout: Duration,
+        pick: impl Fn(&Envelope) -> bool,
+    ) -> Vec<Envelope> {
+        let deadline = Instant::now() + timeout;
+        let mut st = lock(&self.shared.state);
+        loop {
+            let found: Vec<Envelope> = st.envelopes.iter().filter(|e| pick(e)).cloned().collect();
+            if found.len() >= n {
+                return found;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                panic!(
+                    "sink got {} matching envelope(s) within {timeout:?}, expected {n}; headers: {:?}; violations: {:?}",
+                    found.len(),
+                    st.envelopes.iter().map(|e| (&e.client, &e.header)).collect::<Vec<_>>(),
+                    st.violations
+                );
+            }
+            st = wait_timeout(&self.shared.cv, st, left);
+        }
     }
 
     pub fn events(&self) -> Vec<Value> {

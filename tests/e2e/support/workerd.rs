@@ -453,7 +453,7 @@ fn stale_build_note(build: &Path) -> Option<String> {
 /// thread that spawned it goes away. That thread is the test's own, and the
 /// `Worker` never leaves it.
 #[cfg(target_os = "linux")]
-fn die_with_parent(command: &mut Command) {
+pub fn die_with_parent(command: &mut Command) {
     use std::os::raw::{c_int, c_ulong};
     use std::os::unix::process::CommandExt;
     extern "C" {
@@ -475,7 +475,7 @@ fn die_with_parent(command: &mut Command) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn die_with_parent(_: &mut Command) {}
+pub fn die_with_parent(_: &mut Command) {}
 
 fn listen_port(line: &[u8]) -> Option<u16> {
     let v: serde_json::Value = serde_json::from_slice(line).ok()?;
