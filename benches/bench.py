@@ -278,6 +278,7 @@ class Target:
     modules: list[Path] = field(default_factory=list)  # main module first; empty for the origin
     flags: list[str] = field(default_factory=list)
     reports: bool = True  # sends an event per 5xx
+    extra_vars: dict[str, str] = field(default_factory=dict)  # on top of the common vars
     dir: Path | None = None
     proc: subprocess.Popen | None = None
 
@@ -650,6 +651,9 @@ def main() -> int:
     ap.add_argument("--scenarios", default="1k,1m,500", help="comma-separated: 1k, 1m, 500")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=DIR",
                     help="also run another edgeguard build (DIR with index.js, worker.js, index_bg.wasm)")
+    ap.add_argument("--variant-env", action="append", default=[], metavar="NAME:VAR=VALUE",
+                    help="another edgeguard row: the same build with one var more, e.g. "
+                         "'propagation off:SENTRY_TRACE_PROPAGATION=false'")
     ap.add_argument("--variant-no-report", action="store_true",
                     help="the variants do not report (experiments: a proxy-only floor); only their 200s are checked")
     ap.add_argument("--profile", type=int, default=0, metavar="SECONDS",
@@ -684,6 +688,14 @@ def main() -> int:
         name, _, d = v.partition("=")
         targets.append(Target(name, args.port_base + 7 + i, edgeguard_modules(Path(d)),
                               reports=not args.variant_no_report))
+    for j, v in enumerate(args.variant_env):
+        name, _, setting = v.partition(":")
+        var, _, value = setting.partition("=")
+        if not name or not var:
+            log(f"--variant-env {v!r}: expected NAME:VAR=VALUE")
+            return 2
+        targets.append(Target(name, args.port_base + 20 + j, edgeguard_modules(args.build),
+                              extra_vars={var: value}))
     if args.only:
         keep = set(args.only.split(",")) | {"js-passthrough"}
         targets = [t for t in targets if t.name in keep]
@@ -725,7 +737,7 @@ def main() -> int:
                  "SENTRY_MAX_EVENTS_PER_MINUTE": "0"}
         workers = [t for t in targets if not t.is_origin]
         for t in workers:
-            write_worker_dir(t, state, vars_)
+            write_worker_dir(t, state, {**vars_, **t.extra_vars})
 
         # Cold starts, interleaved; each cold process also streams 64 MiB once.
         cold: dict[str, list[float]] = {t.name: [] for t in workers}

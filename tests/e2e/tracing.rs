@@ -43,6 +43,18 @@ fn received_trace(seen: &Value) -> (String, String, Option<String>) {
     (trace, span, flag)
 }
 
+/// The sink (in `mode`), the Python app reporting to it, and the worker in front of the app
+/// with the sink's DSN and `vars`.
+fn start(mode: SinkMode, vars: &[(&str, &str)]) -> (Sink, PyOrigin, Worker) {
+    let sink = Sink::start(mode);
+    let app = PyOrigin::start(&sink.dsn());
+    let (url, dsn) = (app.url(), sink.dsn());
+    let mut all = vec![("ORIGIN_URL", url.as_str()), ("SENTRY_DSN", dsn.as_str())];
+    all.extend_from_slice(vars);
+    let worker = Worker::start(&all);
+    (sink, app, worker)
+}
+
 fn assert_normalised_without_errors(events: &[Value]) {
     for (event, errors) in events.iter().zip(normalizer_errors(events)) {
         assert_eq!(
@@ -55,9 +67,7 @@ fn assert_normalised_without_errors(events: &[Value]) {
 
 #[test]
 fn the_apps_exception_and_edgeguards_event_share_one_trace() {
-    let sink = Sink::start(SinkMode::Accept);
-    let app = PyOrigin::start(&sink.dsn());
-    let worker = Worker::start(&[("ORIGIN_URL", &app.url()), ("SENTRY_DSN", &sink.dsn())]);
+    let (sink, app, worker) = start(SinkMode::Accept, &[]);
 
     let resp = worker.get("/raise");
     assert_eq!(resp.status, 500, "{resp:?}");
@@ -106,9 +116,7 @@ fn the_apps_exception_and_edgeguards_event_share_one_trace() {
 
 #[test]
 fn a_browser_trace_is_continued_and_its_baggage_reaches_the_origin_unchanged() {
-    let sink = Sink::start(SinkMode::Accept);
-    let app = PyOrigin::start(&sink.dsn());
-    let worker = Worker::start(&[("ORIGIN_URL", &app.url()), ("SENTRY_DSN", &sink.dsn())]);
+    let (sink, app, worker) = start(SinkMode::Accept, &[]);
 
     // As @sentry/browser sends them with tracing on.
     let baggage = format!(
@@ -159,13 +167,7 @@ fn a_browser_trace_is_continued_and_its_baggage_reaches_the_origin_unchanged() {
 
 #[test]
 fn without_propagation_or_without_a_dsn_the_origin_gets_no_trace_headers() {
-    let sink = Sink::start(SinkMode::Accept);
-    let app = PyOrigin::start(&sink.dsn());
-    let off = Worker::start(&[
-        ("ORIGIN_URL", &app.url()),
-        ("SENTRY_DSN", &sink.dsn()),
-        ("SENTRY_TRACE_PROPAGATION", "false"),
-    ]);
+    let (sink, app, off) = start(SinkMode::Accept, &[("SENTRY_TRACE_PROPAGATION", "false")]);
     assert_eq!(off.get("/headers").status, 200);
     let no_dsn = Worker::start(&[("ORIGIN_URL", &app.url())]);
     assert_eq!(no_dsn.get("/headers").status, 200);
@@ -187,9 +189,7 @@ fn without_propagation_or_without_a_dsn_the_origin_gets_no_trace_headers() {
 
 #[test]
 fn a_malformed_sentry_trace_starts_a_new_trace_and_is_never_reflected() {
-    let sink = Sink::start(SinkMode::Accept);
-    let app = PyOrigin::start(&sink.dsn());
-    let worker = Worker::start(&[("ORIGIN_URL", &app.url()), ("SENTRY_DSN", &sink.dsn())]);
+    let (sink, app, worker) = start(SinkMode::Accept, &[]);
     let long = format!("{T}-{S}-1{}", "f".repeat(10 * 1024));
     let bad = [
         format!("{}-{S}", &T[..31]),
@@ -243,13 +243,7 @@ fn a_malformed_sentry_trace_starts_a_new_trace_and_is_never_reflected() {
 
 #[test]
 fn a_sampled_request_sends_the_edge_hop_as_a_transaction() {
-    let sink = Sink::start(SinkMode::Accept);
-    let app = PyOrigin::start(&sink.dsn());
-    let worker = Worker::start(&[
-        ("ORIGIN_URL", &app.url()),
-        ("SENTRY_DSN", &sink.dsn()),
-        ("SENTRY_TRACES_SAMPLE_RATE", "1"),
-    ]);
+    let (sink, app, worker) = start(SinkMode::Accept, &[("SENTRY_TRACES_SAMPLE_RATE", "1")]);
     assert_eq!(worker.get("/orders/17").status, 200);
     let seen = app.wait_for_requests(1);
     let (trace_id, span_id, flag) = received_trace(&seen[0]);
@@ -291,15 +285,8 @@ fn a_sampled_request_sends_the_edge_hop_as_a_transaction() {
 
 #[test]
 fn a_rate_limit_on_transactions_stops_transactions_not_events() {
-    let sink = Sink::start(SinkMode::AcceptWithLimits(
-        "60:transaction;span:organization",
-    ));
-    let app = PyOrigin::start(&sink.dsn());
-    let worker = Worker::start(&[
-        ("ORIGIN_URL", &app.url()),
-        ("SENTRY_DSN", &sink.dsn()),
-        ("SENTRY_TRACES_SAMPLE_RATE", "1"),
-    ]);
+    let limits = SinkMode::AcceptWithLimits("60:transaction;span:organization");
+    let (sink, _app, worker) = start(limits, &[("SENTRY_TRACES_SAMPLE_RATE", "1")]);
     assert_eq!(worker.get("/first").status, 200);
     sink.wait_for_envelopes(1, WAIT, |e| e.transaction().is_some());
     // The answer carried the limit: the next transactions are dropped without a request...
@@ -307,20 +294,9 @@ fn a_rate_limit_on_transactions_stops_transactions_not_events() {
     assert_eq!(worker.get("/third").status, 200);
     // ...while an event still goes out, carrying the count of what was dropped.
     assert_eq!(worker.get("/raise").status, 500);
-    let ours = sink.wait_for_envelopes(1, WAIT, from_edgeguard);
+    sink.wait_for_envelopes(1, WAIT, from_edgeguard);
     assert_eq!(sink.transactions().len(), 1);
-    let dropped: u64 = ours
-        .iter()
-        .flat_map(Envelope::client_reports)
-        .flat_map(|r| {
-            r["discarded_events"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .filter(|d| d["reason"] == "ratelimit_backoff" && d["category"] == "transaction")
-        .map(|d| d["quantity"].as_u64().unwrap_or(0))
-        .sum();
+    let dropped = sink.discarded_of("ratelimit_backoff", Some("transaction"));
     // /second and /third; /raise's own transaction is dropped after the page too, and may
     // be counted here or in a later report.
     assert!(dropped >= 2, "transactions dropped and counted: {dropped}");

@@ -836,6 +836,11 @@ impl Sink {
 
     /// The total `quantity` of every `client_report` entry with `reason` received so far.
     pub fn discarded(&self, reason: &str) -> u64 {
+        self.discarded_of(reason, None)
+    }
+
+    /// [`Sink::discarded`], of one data `category` when given.
+    pub fn discarded_of(&self, reason: &str, category: Option<&str>) -> u64 {
         self.envelopes()
             .iter()
             .flat_map(Envelope::client_reports)
@@ -846,6 +851,7 @@ impl Sink {
                     .unwrap_or_default()
             })
             .filter(|e| e["reason"] == reason)
+            .filter(|e| category.is_none_or(|c| e["category"] == c))
             .map(|e| e["quantity"].as_u64().unwrap_or(0))
             .sum()
     }
