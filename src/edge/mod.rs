@@ -8,6 +8,8 @@
 //! - `proxy.rs`: the origin fetch, its timeout, hop-by-hop headers, the failing body's size;
 //! - `feedback.rs`: the feedback form's endpoint;
 //! - `transport.rs`: envelopes to Sentry (admission, gzip, POST, rate limits, client reports);
+//! - `floodcap.rs` (the `flood-cap` feature): the `FloodCap` Durable Object and the isolate's
+//!   questions to it (the flood cap shared by every isolate);
 //! - `runtime.rs`: clock, randomness, timers, header pairs, gzip.
 //!
 //! Invariants kept here:
@@ -19,6 +21,8 @@
 //! - the reporter never reports itself: its own failures are logged and counted only.
 
 mod feedback;
+#[cfg(feature = "flood-cap")]
+mod floodcap;
 mod proxy;
 mod runtime;
 mod transport;
@@ -27,6 +31,7 @@ use crate::config::{BuildInfo, Config, ConfigError, Origin};
 use crate::feedback::TokenKey;
 use crate::page::{self, lang, prefers_json, PageInput};
 use crate::proxy::outcome::{reason_phrase, ErrorLink, Failure, SourceLocation};
+use crate::sentry::delivery::Admitted;
 use crate::sentry::dsn::Dsn;
 use crate::sentry::envelope;
 use crate::sentry::event::{self, EventInput, OriginCall, RequestInfo, ResponseInfo};
@@ -257,6 +262,8 @@ fn config(env: &Env) -> Rc<Config> {
             UNREPORTED_CONFIG_ERRORS.with(|pending| pending.replace(errors));
             init_token_key(env);
             transport::init(config.max_events_per_minute, config.debug);
+            #[cfg(feature = "flood-cap")]
+            floodcap::init(env);
             Rc::new(config)
         }))
     })
@@ -471,15 +478,13 @@ fn report_event(
     } else {
         failed.failure.exception_value()
     };
-    if !transport::admit(
+    let admitted = transport::admit(
         ctx,
         dsn,
         config.sample_rate,
         CATEGORY_ERROR,
         Some(&flood_key),
-    ) {
-        return None;
-    }
+    )?;
     let mut random = [0u8; 16];
     if let Err(error) = runtime::random(&mut random) {
         count_reporter_failure(&format!(
@@ -505,8 +510,19 @@ fn report_event(
     // The event is built and sent once the page has gone out: building and starting the POST
     // before that made every failure answer later. Building is guarded: a panic in the reporter
     // is logged and counted, never an event of its own.
+    // With the shared flood cap and no grant cached, the object is asked after the page too;
+    // that page shows no id, since the event may yet be refused.
+    let shown = match admitted {
+        Admitted::Now => Some(id),
+        Admitted::AfterAsking { .. } => None,
+    };
     ctx.wait_until(async move {
         runtime::sleep(AFTER_PAGE_MS).await;
+        if let Admitted::AfterAsking { ask } = admitted {
+            if !after_asking(&job.dsn, &flood_key, ask).await {
+                return;
+            }
+        }
         let built = catch_unwind(AssertUnwindSafe(|| job.build())).unwrap_or_else(|_| {
             count_reporter_failure("panicked while building an event; not sent");
             None
@@ -515,7 +531,20 @@ fn report_event(
             delivery.send().await;
         }
     });
-    Some(id)
+    shown
+}
+
+/// The shared flood cap's decision for an event admitted `AfterAsking`: whether it is sent.
+#[cfg(feature = "flood-cap")]
+async fn after_asking(dsn: &Dsn, flood_key: &str, ask: bool) -> bool {
+    floodcap::decide_after_page(dsn, CATEGORY_ERROR, flood_key, ask).await
+}
+
+/// Without the `flood-cap` feature the cap is never shared, so nothing is admitted
+/// `AfterAsking`.
+#[cfg(not(feature = "flood-cap"))]
+async fn after_asking(_: &Dsn, _: &str, _: bool) -> bool {
+    true
 }
 
 /// The page's language for the visitor's `Accept-Language` (English when nothing fits).

@@ -6,7 +6,7 @@
 use super::count_reporter_failure;
 use super::runtime::{self, cancel, js_error_message, now, within};
 use crate::sentry::delivery::{
-    self, Discards, Reason, Reporter, CLIENT_REPORT_FLUSH_MS, MIN_GZIP_BYTES,
+    self, Admitted, Discards, Reason, Reporter, CLIENT_REPORT_FLUSH_MS, MIN_GZIP_BYTES,
 };
 use crate::sentry::dsn::Dsn;
 use crate::sentry::envelope;
@@ -36,20 +36,26 @@ pub(super) fn init(max_events_per_minute: u32, log_accepted: bool) {
     LOG_ACCEPTED.with(|l| l.set(log_accepted));
 }
 
-fn with_reporter<T>(f: impl FnOnce(&mut Reporter) -> T) -> Option<T> {
+/// Flood control through the shared cap from now on (the `EDGEGUARD_FLOOD` binding is there).
+#[cfg(feature = "flood-cap")]
+pub(super) fn share_the_cap() {
+    with_reporter(Reporter::share_the_cap);
+}
+
+pub(super) fn with_reporter<T>(f: impl FnOnce(&mut Reporter) -> T) -> Option<T> {
     REPORTER.with(|r| r.try_borrow_mut().ok().map(|mut r| f(&mut r)))
 }
 
 /// Whether an event of `category` may be built and sent: the sampling draw, Sentry's rate
-/// limits and (for `flood_key`) flood control. A refusal is counted, and a flush of the counts
-/// is scheduled.
+/// limits and (for `flood_key`) flood control; `None` when refused. A refusal is counted, and a
+/// flush of the counts is scheduled.
 pub(super) fn admit(
     ctx: &Context,
     dsn: &Dsn,
     sample_rate: f64,
     category: &'static str,
     flood_key: Option<&str>,
-) -> bool {
+) -> Option<Admitted> {
     let draw = delivery::needs_draw(sample_rate)
         .then(|| {
             let mut random = [0u8; 4];
@@ -59,29 +65,35 @@ pub(super) fn admit(
         .flatten();
     let sampled = delivery::sampled(sample_rate, draw);
     let now_ms = now();
-    let admitted =
-        with_reporter(|r| r.admit(now_ms, category, sampled, flood_key)).unwrap_or(Ok(()));
+    let admitted = with_reporter(|r| r.admit(now_ms, category, sampled, flood_key))
+        .unwrap_or(Ok(Admitted::Now));
     match admitted {
-        Ok(()) => true,
+        Ok(admitted) => Some(admitted),
         Err(reason) => {
-            schedule_flush(ctx, dsn, reason);
-            false
+            if let Some(flush) = flush_later(dsn, reason) {
+                ctx.wait_until(flush);
+            }
+            None
         }
     }
 }
 
 /// Sends the pending drop counts alone after `CLIENT_REPORT_FLUSH_MS`, unless an envelope
-/// carries them first. One flush at a time per isolate.
-fn schedule_flush(ctx: &Context, dsn: &Dsn, reason: Reason) {
+/// carries them first: the future to run in `wait_until` (or to await inside one), `None` when
+/// a flush is already on its way. One flush at a time per isolate.
+pub(super) fn flush_later(
+    dsn: &Dsn,
+    reason: Reason,
+) -> Option<impl std::future::Future<Output = ()> + 'static> {
     if with_reporter(Reporter::wants_flush) != Some(true) {
-        return;
+        return None;
     }
     console_log!(
         "edgeguard: dropping events ({}); the counts go to Sentry in a client report",
         reason.as_str()
     );
     let (url, auth) = endpoint(dsn);
-    ctx.wait_until(async move {
+    Some(async move {
         runtime::sleep(CLIENT_REPORT_FLUSH_MS).await;
         let Some(discards) = with_reporter(Reporter::flush_due).flatten() else {
             return;
@@ -99,7 +111,7 @@ fn schedule_flush(ctx: &Context, dsn: &Dsn, reason: Reason) {
         }
         .send()
         .await;
-    });
+    })
 }
 
 fn endpoint(dsn: &Dsn) -> (String, String) {
