@@ -9,7 +9,7 @@
 //! `cargo bench --bench floodcap -- ISOLATES RPS SECONDS CAP`.
 
 use edgeguard::sentry::delivery::{Admitted, Reporter};
-use edgeguard::sentry::floodcap::GrantBook;
+use edgeguard::sentry::floodcap::{GrantBook, GrantCache};
 use edgeguard::sentry::ratelimit::CATEGORY_ERROR;
 
 /// The round trip of a question to the object (a request to another location, worst case).
@@ -32,11 +32,11 @@ struct InFlight {
 }
 
 fn simulate(isolates: usize, rps: u32, seconds: u32, cap: u32, shared: bool) -> Outcome {
-    let mut reporters: Vec<Reporter> = (0..isolates)
+    let mut reporters: Vec<Reporter<GrantCache>> = (0..isolates)
         .map(|_| {
             let mut r = Reporter::new(cap);
             if shared {
-                r.share_the_cap();
+                r.share_the_cap(GrantCache::new());
             }
             r
         })
@@ -48,7 +48,7 @@ fn simulate(isolates: usize, rps: u32, seconds: u32, cap: u32, shared: bool) -> 
     let step = 1000.0 / f64::from(rps);
     let total = u64::from(rps) * u64::from(seconds);
 
-    let settle = |r: &mut Reporter, now: f64, out: &mut Outcome| -> Option<bool> {
+    let settle = |r: &mut Reporter<GrantCache>, now: f64, out: &mut Outcome| -> Option<bool> {
         match r.decide_again(now, CATEGORY_ERROR, KEY) {
             Ok(Admitted::Now) => out.sent += 1,
             Err(_) => out.dropped += 1,

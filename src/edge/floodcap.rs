@@ -13,14 +13,16 @@
 
 use super::runtime::{self, now, within};
 use super::transport::{self, with_reporter};
-use crate::sentry::delivery::{Admitted, Reason};
+use crate::sentry::delivery::Admitted;
 use crate::sentry::dsn::Dsn;
-use crate::sentry::floodcap::{Grant, GrantAsk, GrantBook, GRANT_HEADER};
+use crate::sentry::floodcap::{Grant, GrantAsk, GrantBook, GrantError, GRANT_HEADER};
+use crate::sentry::ratelimit::CATEGORY_ERROR;
 use std::cell::{OnceCell, RefCell};
+use std::fmt;
 use std::panic::AssertUnwindSafe;
 use worker::{
-    console_warn, durable_object, DurableObject, Env, Headers, ObjectNamespace, Request, Response,
-    State,
+    console_warn, durable_object, Context, DurableObject, Env, Headers, ObjectNamespace, Request,
+    Response, State,
 };
 
 /// The binding that turns the shared cap on.
@@ -65,11 +67,37 @@ pub(super) fn init(env: &Env) {
     });
 }
 
+/// An event admitted `AfterAsking`: the question its `wait_until` work asks after the page.
+pub(super) struct Question {
+    /// The request's context (another handle on the runtime's object), for a refusal's client
+    /// report.
+    ctx: Context,
+    flood_key: String,
+    ask: bool,
+}
+
+impl Question {
+    pub(super) fn new(ctx: &Context, flood_key: String, ask: bool) -> Self {
+        let js: &wasm_bindgen::JsValue = ctx.as_ref().as_ref();
+        Question {
+            ctx: Context::new(wasm_bindgen::JsCast::unchecked_into(js.clone())),
+            flood_key,
+            ask,
+        }
+    }
+
+    /// Whether the event is sent (see [`decide_after_page`]).
+    pub(super) async fn settle(self, dsn: &Dsn) -> bool {
+        decide_after_page(&self.ctx, dsn, CATEGORY_ERROR, &self.flood_key, self.ask).await
+    }
+}
+
 /// An event admitted `AfterAsking`, decided after its page: asks the object (or waits for the
 /// question another event of the isolate is asking), then takes a grant. Returns whether the
-/// event is sent; a refusal is counted and its client report awaited here (inside the event's
-/// own `wait_until`).
-pub(super) async fn decide_after_page(
+/// event is sent; a refusal is counted and its client report scheduled on `ctx` (the request's
+/// context, still open: this runs in its `wait_until`).
+async fn decide_after_page(
+    ctx: &Context,
     dsn: &Dsn,
     category: &'static str,
     flood_key: &str,
@@ -81,55 +109,83 @@ pub(super) async fn decide_after_page(
             let Some(question) = with_reporter(|r| r.grant_ask(flood_key)) else {
                 return false;
             };
-            let answer = ask_object(&question).await;
-            let failure = answer.as_ref().err().cloned();
-            let log = with_reporter(|r| r.answered(flood_key, answer.ok(), now()));
-            if let (Some(true), Some(why)) = (log, failure) {
-                console_warn!(
-                    "edgeguard: the shared flood cap ({BINDING}) did not answer ({why}); \
-                     this isolate's own cap applies for the rest of the minute"
-                );
-            }
+            answered(flood_key, ask_object(&question).await);
         } else if waits < MAX_WAITS {
             waits += 1;
             runtime::sleep(WAIT_STEP_MS).await;
         } else {
             // Unreachable in practice (an ask ends within ASK_TIMEOUT_MS): never wait forever.
-            with_reporter(|r| r.answered(flood_key, None, now()));
+            answered(flood_key, Err(AskError::Timeout));
         }
         let decided = with_reporter(|r| r.decide_again(now(), category, flood_key));
         match decided {
             Some(Ok(Admitted::Now)) | None => return true,
             Some(Ok(Admitted::AfterAsking { ask: again })) => ask = again,
             Some(Err(reason)) => {
-                refused(dsn, reason).await;
+                transport::schedule_flush(ctx, dsn, reason);
                 return false;
             }
         }
     }
 }
 
-async fn refused(dsn: &Dsn, reason: Reason) {
-    if let Some(flush) = transport::flush_later(dsn, reason) {
-        flush.await;
+/// Why the object gave no grant: the isolate's own cap applies.
+enum AskError {
+    /// No stub for the group (the binding is not usable).
+    Stub,
+    /// No answer within [`ASK_TIMEOUT_MS`].
+    Timeout,
+    /// The fetch failed (the object threw, or could not be reached): the runtime's message.
+    Fetch(String),
+    /// An answer without a well-formed grant: its status and what is wrong.
+    Answer(u16, GrantError),
+}
+
+impl fmt::Display for AskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AskError::Stub => f.write_str("no stub for the group"),
+            AskError::Timeout => write!(f, "no answer within {ASK_TIMEOUT_MS} ms"),
+            AskError::Fetch(message) => f.write_str(message),
+            AskError::Answer(status, error) => write!(f, "HTTP {status}: {error}"),
+        }
+    }
+}
+
+/// Hands the object's answer to the reporter; the fallback to the local cap is logged once
+/// per window.
+fn answered(flood_key: &str, answer: Result<Grant, AskError>) {
+    let (grant, failure) = match answer {
+        Ok(grant) => (Some(grant), None),
+        Err(why) => (None, Some(why)),
+    };
+    let log = with_reporter(|r| r.answered(flood_key, grant, now()));
+    if let (Some(true), Some(why)) = (log, failure) {
+        console_warn!(
+            "edgeguard: the shared flood cap ({BINDING}) did not answer ({why}); \
+             this isolate's own cap applies for the rest of the minute"
+        );
     }
 }
 
 /// One question to the group's object, within [`ASK_TIMEOUT_MS`].
-async fn ask_object(question: &GrantAsk) -> Result<Grant, String> {
-    let namespace = NAMESPACE
+async fn ask_object(question: &GrantAsk) -> Result<Grant, AskError> {
+    let stub = NAMESPACE
         .with(|cell| cell.get().cloned().flatten())
-        .ok_or("no binding")?;
-    let stub = namespace
-        .id_from_name(&question.group)
-        .and_then(|id| id.get_stub())
-        .map_err(|e| e.to_string())?;
+        .and_then(|namespace| {
+            namespace
+                .id_from_name(&question.group)
+                .ok()?
+                .get_stub()
+                .ok()
+        })
+        .ok_or(AskError::Stub)?;
     let response = within(ASK_TIMEOUT_MS, stub.fetch_with_str(&question.url()))
         .await
-        .ok_or_else(|| format!("no answer within {ASK_TIMEOUT_MS} ms"))?
-        .map_err(|e| runtime::error_message(&e))?;
+        .ok_or(AskError::Timeout)?
+        .map_err(|e| AskError::Fetch(runtime::error_message(&e)))?;
     let header = response.headers().get(GRANT_HEADER).ok().flatten();
-    Grant::parse(header.as_deref()).map_err(|e| format!("HTTP {}: {e}", response.status_code()))
+    Grant::parse(header.as_deref()).map_err(|e| AskError::Answer(response.status_code(), e))
 }
 
 /// The shared flood cap: one object per failure group holds the minute's grants for every
@@ -150,18 +206,21 @@ impl DurableObject for FloodCap {
     }
 
     /// `GET /v1/grant?group=..&want=..&cap=..` → `Edgeguard-Grant: v1 <granted> <left> <ttl_ms>`;
-    /// a malformed question gets a 400 naming what is wrong.
+    /// a malformed question gets a bare 400.
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        let ask = match GrantAsk::from_url(&req.inner().url()) {
-            Ok(ask) => ask,
-            Err(error) => return Response::error(error.to_string(), 400),
-        };
-        let Ok(mut book) = self.book.try_borrow_mut() else {
-            return Response::error("busy", 503);
-        };
-        let grant = book.grant(&ask, now());
         let headers = Headers::new();
-        headers.set(GRANT_HEADER, &grant.header_value())?;
-        Ok(Response::empty()?.with_headers(headers))
+        let status = match GrantAsk::from_url(&req.inner().url()) {
+            Ok(ask) => match self.book.try_borrow_mut() {
+                Ok(mut book) => {
+                    let grant = book.grant(&ask, now());
+                    headers.set(GRANT_HEADER, &grant.header_value())?;
+                    200
+                }
+                Err(_) => 503,
+            },
+            // The isolate logs it as an answer without a grant.
+            Err(_) => 400,
+        };
+        Ok(Response::empty()?.with_status(status).with_headers(headers))
     }
 }

@@ -23,6 +23,8 @@
 mod feedback;
 #[cfg(feature = "flood-cap")]
 mod floodcap;
+#[cfg(feature = "flood-cap")]
+use floodcap::Question;
 mod proxy;
 mod runtime;
 mod transport;
@@ -512,14 +514,19 @@ fn report_event(
     // is logged and counted, never an event of its own.
     // With the shared flood cap and no grant cached, the object is asked after the page too;
     // that page shows no id, since the event may yet be refused.
-    let shown = match admitted {
-        Admitted::Now => Some(id),
+    let question: Option<Question> = match admitted {
+        Admitted::Now => None,
+        #[cfg(feature = "flood-cap")]
+        Admitted::AfterAsking { ask } => Some(Question::new(ctx, flood_key, ask)),
+        // Not made: without the feature nothing is shared, so everything is admitted `Now`.
+        #[cfg(not(feature = "flood-cap"))]
         Admitted::AfterAsking { .. } => None,
     };
+    let shown = question.is_none().then_some(id);
     ctx.wait_until(async move {
         runtime::sleep(AFTER_PAGE_MS).await;
-        if let Admitted::AfterAsking { ask } = admitted {
-            if !after_asking(&job.dsn, &flood_key, ask).await {
+        if let Some(question) = question {
+            if !question.settle(&job.dsn).await {
                 return;
             }
         }
@@ -534,17 +541,16 @@ fn report_event(
     shown
 }
 
-/// The shared flood cap's decision for an event admitted `AfterAsking`: whether it is sent.
-#[cfg(feature = "flood-cap")]
-async fn after_asking(dsn: &Dsn, flood_key: &str, ask: bool) -> bool {
-    floodcap::decide_after_page(dsn, CATEGORY_ERROR, flood_key, ask).await
-}
-
-/// Without the `flood-cap` feature the cap is never shared, so nothing is admitted
-/// `AfterAsking`.
+/// Without the `flood-cap` feature no event waits for the shared cap's answer: a type with no
+/// values, so the build has none of that code.
 #[cfg(not(feature = "flood-cap"))]
-async fn after_asking(_: &Dsn, _: &str, _: bool) -> bool {
-    true
+enum Question {}
+
+#[cfg(not(feature = "flood-cap"))]
+impl Question {
+    async fn settle(self, _: &Dsn) -> bool {
+        match self {}
+    }
 }
 
 /// The page's language for the visitor's `Accept-Language` (English when nothing fits).

@@ -22,10 +22,16 @@ use worker::{console_log, console_warn, web_sys, Context, Fetch, Headers, Respon
 /// network error earns, a send ends within 16 s, well inside the 30 s `wait_until` grants.
 const SENTRY_SEND_TIMEOUT_MS: u32 = 8_000;
 
+/// The shared flood cap's grants (the `flood-cap` feature), or nothing to share.
+#[cfg(feature = "flood-cap")]
+type Shared = crate::sentry::floodcap::GrantCache;
+#[cfg(not(feature = "flood-cap"))]
+type Shared = crate::sentry::floodcap::LocalOnly;
+
 thread_local! {
     /// The isolate's rate limits, flood windows and drop counts (replaced with the configured
     /// cap when the config is read).
-    static REPORTER: RefCell<Reporter> = const { RefCell::new(Reporter::new(0)) };
+    static REPORTER: RefCell<Reporter<Shared>> = const { RefCell::new(Reporter::new(0)) };
     /// `SENTRY_DEBUG`: log every envelope Sentry accepted, not only the ones it did not.
     static LOG_ACCEPTED: Cell<bool> = const { Cell::new(false) };
 }
@@ -39,10 +45,10 @@ pub(super) fn init(max_events_per_minute: u32, log_accepted: bool) {
 /// Flood control through the shared cap from now on (the `EDGEGUARD_FLOOD` binding is there).
 #[cfg(feature = "flood-cap")]
 pub(super) fn share_the_cap() {
-    with_reporter(Reporter::share_the_cap);
+    with_reporter(|r| r.share_the_cap(Shared::new()));
 }
 
-pub(super) fn with_reporter<T>(f: impl FnOnce(&mut Reporter) -> T) -> Option<T> {
+pub(super) fn with_reporter<T>(f: impl FnOnce(&mut Reporter<Shared>) -> T) -> Option<T> {
     REPORTER.with(|r| r.try_borrow_mut().ok().map(|mut r| f(&mut r)))
 }
 
@@ -70,30 +76,24 @@ pub(super) fn admit(
     match admitted {
         Ok(admitted) => Some(admitted),
         Err(reason) => {
-            if let Some(flush) = flush_later(dsn, reason) {
-                ctx.wait_until(flush);
-            }
+            schedule_flush(ctx, dsn, reason);
             None
         }
     }
 }
 
 /// Sends the pending drop counts alone after `CLIENT_REPORT_FLUSH_MS`, unless an envelope
-/// carries them first: the future to run in `wait_until` (or to await inside one), `None` when
-/// a flush is already on its way. One flush at a time per isolate.
-pub(super) fn flush_later(
-    dsn: &Dsn,
-    reason: Reason,
-) -> Option<impl std::future::Future<Output = ()> + 'static> {
+/// carries them first. One flush at a time per isolate.
+pub(super) fn schedule_flush(ctx: &Context, dsn: &Dsn, reason: Reason) {
     if with_reporter(Reporter::wants_flush) != Some(true) {
-        return None;
+        return;
     }
     console_log!(
         "edgeguard: dropping events ({}); the counts go to Sentry in a client report",
         reason.as_str()
     );
     let (url, auth) = endpoint(dsn);
-    Some(async move {
+    ctx.wait_until(async move {
         runtime::sleep(CLIENT_REPORT_FLUSH_MS).await;
         let Some(discards) = with_reporter(Reporter::flush_due).flatten() else {
             return;
@@ -111,7 +111,7 @@ pub(super) fn flush_later(
         }
         .send()
         .await;
-    })
+    });
 }
 
 fn endpoint(dsn: &Dsn) -> (String, String) {

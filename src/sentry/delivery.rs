@@ -20,7 +20,7 @@
 //!   with the next envelope sent, or go alone after [`CLIENT_REPORT_FLUSH_MS`]; an envelope
 //!   that fails to arrive gives its counts back, so they are sent later instead of lost.
 
-use crate::sentry::floodcap::{self, fnv1a, CacheDecision, Grant, GrantAsk, GrantCache};
+use crate::sentry::floodcap::{self, fnv1a, CacheDecision, Grant, GrantAsk, SharedCap};
 use crate::sentry::ratelimit::RateLimits;
 use serde_json::{json, Value};
 
@@ -227,19 +227,20 @@ pub enum Admitted {
     AfterAsking { ask: bool },
 }
 
-/// The isolate's reporting state.
+/// The isolate's reporting state. `S`: the shared cap's cache (`floodcap::GrantCache`), or
+/// `floodcap::LocalOnly` in a build without it.
 #[derive(Debug, Clone)]
-pub struct Reporter {
+pub struct Reporter<S> {
     pub limits: RateLimits,
     flood: FloodGate,
     /// The cap shared through the Durable Object; `None`: the local cap alone.
-    shared: Option<GrantCache>,
+    shared: Option<S>,
     max_per_window: u32,
     pending: Discards,
     flush_scheduled: bool,
 }
 
-impl Reporter {
+impl<S: SharedCap> Reporter<S> {
     pub const fn new(max_per_window: u32) -> Self {
         Reporter {
             limits: RateLimits::new(),
@@ -251,11 +252,11 @@ impl Reporter {
         }
     }
 
-    /// Flood control through the shared cap (the `EDGEGUARD_FLOOD` binding is present). With
-    /// no cap (`max_per_window` 0) there is nothing to share.
-    pub fn share_the_cap(&mut self) {
+    /// Flood control through the shared cap, `cache` holding its grants (the `EDGEGUARD_FLOOD`
+    /// binding is present). With no cap (`max_per_window` 0) there is nothing to share.
+    pub fn share_the_cap(&mut self, cache: S) {
         if self.max_per_window > 0 {
-            self.shared = Some(GrantCache::new());
+            self.shared = Some(cache);
         }
     }
 
@@ -376,6 +377,7 @@ impl Reporter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sentry::floodcap::{GrantCache, LocalOnly};
     use crate::sentry::ratelimit::{CATEGORY_ERROR, CATEGORY_FEEDBACK};
 
     const NOW: f64 = 1_795_521_600_000.0;
@@ -446,7 +448,7 @@ mod tests {
 
     #[test]
     fn admit_orders_and_counts_its_refusals() {
-        let mut r = Reporter::new(2);
+        let mut r: Reporter<LocalOnly> = Reporter::new(2);
         assert_eq!(
             r.admit(NOW, CATEGORY_ERROR, false, Some("k")),
             Err(Reason::SampleRate)
@@ -487,15 +489,17 @@ mod tests {
 
     #[test]
     fn the_shared_cap_admits_from_cached_grants_and_asks_after_the_page() {
-        let mut r = Reporter::new(10);
-        r.share_the_cap();
+        let mut r: Reporter<GrantCache> = Reporter::new(10);
+        r.share_the_cap(GrantCache::new());
         let key = "500\nGET\n/a";
         assert_eq!(
             r.grant_ask(key).url(),
             "https://floodcap/v1/grant?group=3cfa6a68d0a78024&want=2&cap=10"
         );
         // Nothing cached: the first asks, the next waits for its answer; neither page has an id.
-        let admit = |r: &mut Reporter, t: f64| r.admit(NOW + t, CATEGORY_ERROR, true, Some(key));
+        let admit = |r: &mut Reporter<GrantCache>, t: f64| {
+            r.admit(NOW + t, CATEGORY_ERROR, true, Some(key))
+        };
         assert_eq!(admit(&mut r, 0.0), Ok(Admitted::AfterAsking { ask: true }));
         assert_eq!(admit(&mut r, 1.0), Ok(Admitted::AfterAsking { ask: false }));
         let grant = |granted, left| Grant {
@@ -539,8 +543,8 @@ mod tests {
 
     #[test]
     fn without_an_answer_the_local_cap_decides_for_the_window() {
-        let mut r = Reporter::new(2);
-        r.share_the_cap();
+        let mut r: Reporter<GrantCache> = Reporter::new(2);
+        r.share_the_cap(GrantCache::new());
         let key = "k";
         assert_eq!(
             r.admit(NOW, CATEGORY_ERROR, true, Some(key)),
@@ -550,7 +554,8 @@ mod tests {
             r.answered(key, None, NOW + 1000.0),
             "the fallback is logged"
         );
-        let again = |r: &mut Reporter, t: f64| r.decide_again(NOW + t, CATEGORY_ERROR, key);
+        let again =
+            |r: &mut Reporter<GrantCache>, t: f64| r.decide_again(NOW + t, CATEGORY_ERROR, key);
         assert_eq!(again(&mut r, 1001.0), Ok(Admitted::Now));
         assert_eq!(
             r.admit(NOW + 1002.0, CATEGORY_ERROR, true, Some(key)),
@@ -568,8 +573,8 @@ mod tests {
 
     #[test]
     fn no_cap_shares_nothing() {
-        let mut r = Reporter::new(0);
-        r.share_the_cap();
+        let mut r: Reporter<GrantCache> = Reporter::new(0);
+        r.share_the_cap(GrantCache::new());
         for _ in 0..100 {
             assert_eq!(
                 r.admit(NOW, CATEGORY_ERROR, true, Some("k")),
@@ -580,7 +585,7 @@ mod tests {
 
     #[test]
     fn counts_are_flushed_once_and_given_back_on_failure() {
-        let mut r = Reporter::new(1);
+        let mut r: Reporter<LocalOnly> = Reporter::new(1);
         assert!(!r.wants_flush(), "nothing to flush");
         r.record(Reason::SampleRate, CATEGORY_ERROR, 2);
         assert!(r.wants_flush());
