@@ -393,7 +393,9 @@ impl GrantCache {
             entry.asking = false;
             entry.until = now_ms + f64::from(grant.ttl_ms.min(FLOOD_WINDOW_MS as u32));
             entry.left = entry.left.saturating_add(grant.granted);
-            entry.none_left = grant.left == 0;
+            // Nothing granted is as good as nothing left: asking again in this window would
+            // only repeat the answer.
+            entry.none_left = grant.left == 0 || grant.granted == 0;
         }
     }
 
@@ -596,6 +598,20 @@ mod tests {
             CacheDecision::Ask,
             "the window is over"
         );
+    }
+
+    #[test]
+    fn an_answer_granting_nothing_is_not_asked_again_in_its_window() {
+        let mut cache = GrantCache::new();
+        assert_eq!(cache.decide(7, NOW), CacheDecision::Ask);
+        let nothing = Grant {
+            granted: 0,
+            left: 5,
+            ttl_ms: 10_000,
+        };
+        cache.answered(7, nothing, NOW + 1.0);
+        assert_eq!(cache.decide(7, NOW + 2.0), CacheDecision::Refused);
+        assert_eq!(cache.decide(7, NOW + 10_001.0), CacheDecision::Ask);
     }
 
     #[test]
