@@ -228,3 +228,43 @@ fn a_throwing_object_leaves_the_local_cap_and_pages_fast() {
 fn a_hanging_object_leaves_the_local_cap_and_pages_fast() {
     an_unavailable_object_leaves_the_local_cap(FloodObject::Hanging);
 }
+
+#[test]
+fn without_the_binding_the_flood_cap_build_keeps_the_cap_per_isolate() {
+    const ISOLATES: usize = 2;
+    const PER_ISOLATE: usize = 20;
+    const LOCAL_CAP: usize = 3;
+    let origin = Origin::start();
+    let sink = Sink::start(SinkMode::Accept);
+    let (o, d, c) = (origin.url(), sink.dsn(), LOCAL_CAP.to_string());
+    let worker = Worker::start_isolates(
+        &flood_build_dir(),
+        &vars(&o, &d, &c),
+        ISOLATES,
+        FloodObject::Unbound,
+    );
+
+    let answers = flood(&worker, PER_ISOLATE, &["/status/500"]);
+    let failures = (ISOLATES * PER_ISOLATE) as u64;
+    let local = (ISOLATES * LOCAL_CAP) as u64;
+    let dropped = sink.wait_for_discarded("backpressure", failures - local, WAIT);
+    sink.assert_requests_stay(sink.requests_count(), Duration::from_secs(2));
+    let events = sink.events().len() as u64;
+    assert_eq!(
+        events, local,
+        "the cap per isolate, as in the default build"
+    );
+    assert_eq!(events + dropped, failures);
+    let quoted = answers.iter().filter(|a| a.id.is_some()).count() as u64;
+    assert_eq!(
+        quoted, events,
+        "decided before the page: every sent event's id is on its page"
+    );
+    assert_quoted_ids_were_sent(&answers, &sink);
+    assert!(
+        !worker.logs().contains("EDGEGUARD_FLOOD"),
+        "{}",
+        worker.logs()
+    );
+    sink.assert_no_violations();
+}

@@ -274,12 +274,14 @@ pub enum FloodObject {
     Throwing,
     /// A `FloodCap` whose every fetch hangs for 30 s (its own service).
     Hanging,
+    /// No `EDGEGUARD_FLOOD` binding at all: the flood-cap build as a site without it runs it.
+    Unbound,
 }
 
 impl FloodObject {
     fn script(self) -> &'static str {
         match self {
-            FloodObject::Edgeguard => "",
+            FloodObject::Edgeguard | FloodObject::Unbound => "",
             FloodObject::Throwing => {
                 r#"import { DurableObject } from "cloudflare:workers";
 export class FloodCap extends DurableObject {
@@ -360,6 +362,11 @@ pub fn render_isolates_config(
         } else {
             format!("(className = \"FloodCap\", serviceName = \"{owner}\")")
         };
+        let binding = if object == FloodObject::Unbound {
+            String::new()
+        } else {
+            format!("    (name = \"EDGEGUARD_FLOOD\", durableObjectNamespace = {namespace}),\n")
+        };
         let own_objects = if owns {
             "  durableObjectNamespaces = [(className = \"FloodCap\", uniqueKey = \"edgeguard-floodcap\")],\n  durableObjectStorage = (inMemory = void),\n"
         } else {
@@ -374,8 +381,7 @@ pub fn render_isolates_config(
   compatibilityFlags = [{flags}],
   bindings = [
 {vars}
-    (name = "EDGEGUARD_FLOOD", durableObjectNamespace = {namespace}),
-  ],
+{binding}  ],
 {own_objects}  globalOutbound = "internet",
 );
 "#,
@@ -384,7 +390,7 @@ pub fn render_isolates_config(
             flags = flags.join(", "),
         ));
     }
-    if object != FloodObject::Edgeguard {
+    if matches!(object, FloodObject::Throwing | FloodObject::Hanging) {
         services.push("    (name = \"flood\", worker = .flood),".to_string());
         workers.push(format!(
             r#"const flood :Workerd.Worker = (
@@ -451,7 +457,7 @@ impl Worker {
         object: FloodObject,
     ) -> Worker {
         let (dir, modules) = copy_build(build);
-        if object != FloodObject::Edgeguard {
+        if matches!(object, FloodObject::Throwing | FloodObject::Hanging) {
             fs::write(dir.join("flood-object.js"), object.script()).unwrap();
         }
         let config =
