@@ -279,6 +279,7 @@ class Target:
     flags: list[str] = field(default_factory=list)
     reports: bool = True  # sends an event per 5xx
     extra_vars: dict[str, str] = field(default_factory=dict)  # on top of the common vars
+    flood: bool = False  # bound as EDGEGUARD_FLOOD to a FloodCap that hangs (--hanging-flood-variant)
     dir: Path | None = None
     proc: subprocess.Popen | None = None
 
@@ -303,6 +304,17 @@ def edgeguard_modules(build: Path) -> list[Path]:
     return [m for m in modules if m.exists()]
 
 
+HANGING_FLOOD_OBJECT = """import { DurableObject } from "cloudflare:workers";
+export class FloodCap extends DurableObject {
+  async fetch() {
+    await new Promise((resolve) => setTimeout(resolve, 30000));
+    return new Response(null, { status: 503 });
+  }
+}
+export default { fetch() { return new Response("flood object"); } };
+"""
+
+
 def capnp_str(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -318,10 +330,26 @@ def write_worker_dir(t: Target, state: Path, vars_: dict[str, str], v8_flags: tu
         mods.append(f"    (name = {capnp_str(m.name)}, {kind} = embed {capnp_str(m.name)}),")
     binds = [f"    (name = {capnp_str(k)}, text = {capnp_str(v)})," for k, v in vars_.items()]
     flags = f"  v8Flags = [{', '.join(capnp_str(f) for f in v8_flags)}],\n" if v8_flags else ""
+    flood_service, flood_worker = "", ""
+    if t.flood:
+        # The shared flood cap made unavailable: a FloodCap whose every fetch hangs for 30 s, in a
+        # service of its own (edgeguard gives up on it after 1 s, after the page).
+        (d / "flood-object.js").write_text(HANGING_FLOOD_OBJECT)
+        binds.append('    (name = "EDGEGUARD_FLOOD", durableObjectNamespace = '
+                     '(className = "FloodCap", serviceName = "flood")),')
+        flood_service = '    (name = "flood", worker = .flood),\n'
+        flood_worker = f"""const flood :Workerd.Worker = (
+  modules = [(name = "flood-object.js", esModule = embed "flood-object.js")],
+  compatibilityDate = "{COMPATIBILITY_DATE}",
+  durableObjectNamespaces = [(className = "FloodCap", uniqueKey = "hanging-floodcap")],
+  durableObjectStorage = (inMemory = void),
+);
+"""
     (d / config).write_text(f"""using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (
 {flags}  services = [
     (name = "main", worker = .w),
+{flood_service}
     # workerd's implicit "internet" reaches only public addresses; origin and sink are local.
     (name = "internet", network = (allow = ["public", "private", "local"])),
   ],
@@ -338,7 +366,7 @@ const w :Workerd.Worker = (
   ],
   globalOutbound = "internet",
 );
-""")
+{flood_worker}""")
     t.dir = d
 
 
@@ -654,6 +682,12 @@ def main() -> int:
     ap.add_argument("--variant-env", action="append", default=[], metavar="NAME:VAR=VALUE",
                     help="another edgeguard row: the same build with one var more, e.g. "
                          "'propagation off:SENTRY_TRACE_PROPAGATION=false'")
+    ap.add_argument("--hanging-flood-variant", action="append", default=[], metavar="NAME=DIR",
+                    help="also run a flood-cap build (DIR) bound as EDGEGUARD_FLOOD to a FloodCap that "
+                         "hangs; with --max-events-per-minute > 0 it asks it (its pages may show no id)")
+    ap.add_argument("--max-events-per-minute", default="0", metavar="N",
+                    help="edgeguard's SENTRY_MAX_EVENTS_PER_MINUTE (default 0: every 5xx reported, "
+                         "like the JS SDKs); a cap drops events, so its 'events per 5xx' is low")
     ap.add_argument("--variant-no-report", action="store_true",
                     help="the variants do not report (experiments: a proxy-only floor); only their 200s are checked")
     ap.add_argument("--profile", type=int, default=0, metavar="SECONDS",
@@ -696,6 +730,12 @@ def main() -> int:
             return 2
         targets.append(Target(name, args.port_base + 20 + j, edgeguard_modules(args.build),
                               extra_vars={var: value}))
+    for i, v in enumerate(args.hanging_flood_variant):
+        name, _, d = v.partition("=")
+        # Its first /500 of a minute waits (after the page) for the object: no id on that page,
+        # so the one-event check does not apply.
+        targets.append(Target(name, args.port_base + 7 + len(args.variant) + i,
+                              edgeguard_modules(Path(d)), reports=False, flood=True))
     if args.only:
         keep = set(args.only.split(",")) | {"js-passthrough"}
         targets = [t for t in targets if t.name in keep]
@@ -731,10 +771,11 @@ def main() -> int:
         nginx_worker = int(subprocess.run(["pgrep", "-P", str(ng.pid)], capture_output=True, text=True)
                            .stdout.split()[0])
 
-        # The flood cap is lifted (0 = none) so edgeguard, like the JS SDKs, sends one event per
-        # 5xx: the comparison is the cost of reporting every error, not of dropping most of them.
+        # By default the flood cap is lifted (0 = none) so edgeguard, like the JS SDKs, sends one
+        # event per 5xx: the comparison is the cost of reporting every error, not of dropping most
+        # of them. --max-events-per-minute sets a cap (the shared flood cap's variant needs one).
         vars_ = {"ORIGIN_URL": origin_url, "SENTRY_DSN": dsn, "SENTRY_ENVIRONMENT": "bench",
-                 "SENTRY_MAX_EVENTS_PER_MINUTE": "0"}
+                 "SENTRY_MAX_EVENTS_PER_MINUTE": args.max_events_per_minute}
         workers = [t for t in targets if not t.is_origin]
         for t in workers:
             write_worker_dir(t, state, {**vars_, **t.extra_vars})

@@ -6,6 +6,11 @@
 #
 #   scripts/bench.sh [bench.py options]     e.g. --duration 4 --rounds 1 for a quick look
 #
+# The shared flood cap made unavailable, against the local cap (README, "Shared flood cap"):
+#   EDGEGUARD_BUILD_DIR=build-flood EDGEGUARD_FEATURES=flood-cap scripts/build.sh
+#   BENCH_SKIP_BUILD=1 scripts/bench.sh --max-events-per-minute 10 --only edgeguard,hanging-flood \
+#     --hanging-flood-variant hanging-flood=build-flood --out /tmp/flood-bench.md
+#
 # Environment: BENCH_SKIP_BUILD=1 uses build/ as it is instead of rebuilding the worker first.
 # Not part of `cargo test`: it measures, it does not assert speed.
 set -euo pipefail

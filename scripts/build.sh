@@ -4,6 +4,10 @@
 # pinned tools (scripts/env.sh: WASM_BINDGEN_BIN, WASM_OPT_BIN, ESBUILD_BIN), so nothing is
 # downloaded at build time. Extra arguments go to worker-build.
 #
+# EDGEGUARD_FEATURES: Cargo features to build with, comma-separated. `flood-cap` adds the
+# FloodCap Durable Object class (the flood cap shared by every isolate; README "Shared flood
+# cap"), exported from build/index.js for wrangler.toml's EDGEGUARD_FLOOD binding.
+#
 # --panic-unwind: worker-build runs `cargo +nightly build -Zbuild-std=std,panic_unwind` with
 # `-Cpanic=unwind`, so a panic unwinds only the request that raised it; edgeguard catches it and
 # answers with its page and an event, and the requests in flight carry on.
@@ -30,7 +34,8 @@ std_commit="$(rustc +nightly -vV | sed -n 's/^commit-hash: //p')"
 remap="--remap-path-prefix=$sysroot_src=/rustc/${std_commit:-nightly}"
 remap="$remap --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
 RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-Zfmt-debug=none $remap" \
-  RUSTUP_TOOLCHAIN=nightly worker-build --release --panic-unwind --out-dir "$out" "$@"
+  RUSTUP_TOOLCHAIN=nightly worker-build --release --panic-unwind --out-dir "$out" "$@" \
+  ${EDGEGUARD_FEATURES:+--features "$EDGEGUARD_FEATURES"}
 
 # wasm-opt -Oz runs here, not in worker-build (Cargo.toml sets `wasm-opt = false` for it):
 # worker-build adds `--all-features`, and binaryen then optimises for every proposal at once
@@ -52,4 +57,18 @@ fi
 # worker-build's other outputs (a legacy alias, a package.json) are not loaded by anything.
 mv "$out/index.js" "$out/worker.js"
 cp src/edge/entry.js "$out/index.js"
+# A Durable Object class (FloodCap, with the flood-cap feature) must be a named export of the
+# module the runtime loads: worker-build's module exports it (bundled by esbuild as
+# `export{... as FloodCap ...}`), and index.js re-exports it. Only the Durable Object classes:
+# worker.js also exports workers-rs's own wasm-bindgen classes (R2Range, ...), which the runtime
+# has no use for.
+for class in FloodCap; do
+  if grep -qE "(as|const) $class\b" "$out/worker.js"; then
+    echo "export { $class } from \"./worker.js\";" >>"$out/index.js"
+  fi
+done
+if [[ ",${EDGEGUARD_FEATURES:-}," == *,flood-cap,* ]] && ! grep -q "export { FloodCap }" "$out/index.js"; then
+  echo "build.sh: the flood-cap build does not export FloodCap from $out/index.js" >&2
+  exit 1
+fi
 rm -rf "$out/worker" "$out/package.json"

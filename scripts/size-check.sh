@@ -3,7 +3,8 @@
 # deterministic for a given toolchain (gzip -9 -n: no name, no timestamp), so CI can run it after
 # scripts/build.sh. Raise a budget only on purpose, in the same commit as the growth, saying why.
 #
-#   scripts/size-check.sh [BUILD_DIR]
+#   scripts/size-check.sh [BUILD_DIR]     BUILD_DIR: build/ by default; build-flood/ (the
+#                                         flood-cap build) is held to its own budget
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${1:-$ROOT/build}"
@@ -17,6 +18,13 @@ BUILD="${1:-$ROOT/build}"
 # that grows it.
 GZIP_BUDGET=195400  # index.js + worker.js + index_bg.wasm, gzip -9, bytes
 WASM_RAW_BUDGET=482100  # index_bg.wasm as uploaded, bytes
+
+# The flood-cap build (its index.js re-exports the FloodCap Durable Object; README "Shared flood
+# cap"): 199,438 B gzip (wasm 466,889 B) on 2026-12-08, held to the 200 KB limit itself.
+if grep -q "export { FloodCap }" "$BUILD/index.js" 2>/dev/null; then
+  GZIP_BUDGET=200000
+  WASM_RAW_BUDGET=471000
+fi
 
 for f in index.js worker.js index_bg.wasm; do
   [ -f "$BUILD/$f" ] || { echo "size-check: $BUILD/$f not found (run scripts/build.sh)" >&2; exit 1; }

@@ -91,7 +91,7 @@ async fn accept(
     );
     // Feedback is not sampled or flood-capped (FEEDBACK_RATE bounds it) but honours Sentry's
     // rate limits like any envelope.
-    if !transport::admit(ctx, dsn, 1.0, CATEGORY_FEEDBACK, None) {
+    if transport::admit(ctx, dsn, 1.0, CATEGORY_FEEDBACK, None).is_none() {
         return Err(Rejection::RateLimited);
     }
     let delivery = Delivery::new(dsn, body, id, "feedback", CATEGORY_FEEDBACK);

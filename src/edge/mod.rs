@@ -9,6 +9,8 @@
 //! - `feedback.rs`: the feedback form's endpoint;
 //! - `transport.rs`: envelopes to Sentry (admission, gzip, POST, rate limits, client reports);
 //! - `tracing.rs`: the request's trace (read, propagated, its transaction after the response);
+//! - `floodcap.rs` (the `flood-cap` feature): the `FloodCap` Durable Object and the isolate's
+//!   questions to it (the flood cap shared by every isolate);
 //! - `runtime.rs`: clock, randomness, timers, header pairs, gzip.
 //!
 //! Invariants kept here:
@@ -20,6 +22,10 @@
 //! - the reporter never reports itself: its own failures are logged and counted only.
 
 mod feedback;
+#[cfg(feature = "flood-cap")]
+mod floodcap;
+#[cfg(feature = "flood-cap")]
+use floodcap::Question;
 mod proxy;
 mod runtime;
 mod tracing;
@@ -29,6 +35,7 @@ use crate::config::{BuildInfo, Config, ConfigError, Origin};
 use crate::feedback::TokenKey;
 use crate::page::{self, lang, prefers_json, PageInput};
 use crate::proxy::outcome::{reason_phrase, ErrorLink, Failure, SourceLocation};
+use crate::sentry::delivery::Admitted;
 use crate::sentry::dsn::Dsn;
 use crate::sentry::envelope;
 use crate::sentry::event::{self, EventInput, OriginCall, RequestInfo, ResponseInfo};
@@ -283,6 +290,8 @@ fn config(env: &Env) -> Rc<Config> {
             UNREPORTED_CONFIG_ERRORS.with(|pending| pending.replace(errors));
             init_token_key(env);
             transport::init(config.max_events_per_minute, config.debug);
+            #[cfg(feature = "flood-cap")]
+            floodcap::init(env);
             Rc::new(config)
         }))
     })
@@ -500,15 +509,13 @@ fn report_event(
     } else {
         failed.failure.exception_value()
     };
-    if !transport::admit(
+    let admitted = transport::admit(
         ctx,
         dsn,
         config.sample_rate,
         CATEGORY_ERROR,
         Some(&flood_key),
-    ) {
-        return None;
-    }
+    )?;
     let mut random = [0u8; 16];
     if let Err(error) = runtime::random(&mut random) {
         count_reporter_failure(&format!(
@@ -532,8 +539,24 @@ fn report_event(
     // The event is built and sent once the page has gone out: building and starting the POST
     // before that made every failure answer later. Building is guarded: a panic in the reporter
     // is logged and counted, never an event of its own.
+    // With the shared flood cap and no grant cached, the object is asked after the page too;
+    // that page shows no id, since the event may yet be refused.
+    let question: Option<Question> = match admitted {
+        Admitted::Now => None,
+        #[cfg(feature = "flood-cap")]
+        Admitted::AfterAsking { ask } => Some(Question::new(ctx, flood_key, ask)),
+        // Not made: without the feature nothing is shared, so everything is admitted `Now`.
+        #[cfg(not(feature = "flood-cap"))]
+        Admitted::AfterAsking { .. } => None,
+    };
+    let shown = question.is_none().then_some(id);
     ctx.wait_until(async move {
         runtime::sleep(AFTER_PAGE_MS).await;
+        if let Some(question) = question {
+            if !question.settle(&job.dsn).await {
+                return;
+            }
+        }
         let built = catch_unwind(AssertUnwindSafe(|| job.build())).unwrap_or_else(|_| {
             count_reporter_failure("panicked while building an event; not sent");
             None
@@ -542,7 +565,19 @@ fn report_event(
             delivery.send().await;
         }
     });
-    Some(id)
+    shown
+}
+
+/// Without the `flood-cap` feature no event waits for the shared cap's answer: a type with no
+/// values, so the build has none of that code.
+#[cfg(not(feature = "flood-cap"))]
+enum Question {}
+
+#[cfg(not(feature = "flood-cap"))]
+impl Question {
+    async fn settle(self, _: &Dsn) -> bool {
+        match self {}
+    }
 }
 
 /// The isolate's config as a shared reference, for work that outlives the request (the event's

@@ -69,7 +69,9 @@ pub(super) fn send_transaction(
     let method = req.inner().method();
     let path = req.path();
     let name = route::transaction(&method, &path);
-    if !transport::admit(ctx, &dsn, 1.0, CATEGORY_TRANSACTION, Some(&name)) {
+    // Transactions are never held for the shared flood cap (it caps failure groups), so an
+    // admitted one is admitted now.
+    if transport::admit(ctx, &dsn, 1.0, CATEGORY_TRANSACTION, Some(&name)).is_none() {
         return;
     }
     // The transaction's id (16 bytes) and the origin fetch's span id (8).

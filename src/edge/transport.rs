@@ -6,7 +6,7 @@
 use super::count_reporter_failure;
 use super::runtime::{self, cancel, js_error_message, now, within};
 use crate::sentry::delivery::{
-    self, Discards, Reason, Reporter, CLIENT_REPORT_FLUSH_MS, MIN_GZIP_BYTES,
+    self, Admitted, Discards, Reason, Reporter, CLIENT_REPORT_FLUSH_MS, MIN_GZIP_BYTES,
 };
 use crate::sentry::dsn::Dsn;
 use crate::sentry::envelope;
@@ -22,10 +22,16 @@ use worker::{console_log, console_warn, web_sys, Context, Fetch, Headers, Respon
 /// network error earns, a send ends within 16 s, well inside the 30 s `wait_until` grants.
 const SENTRY_SEND_TIMEOUT_MS: u32 = 8_000;
 
+/// The shared flood cap's grants (the `flood-cap` feature), or nothing to share.
+#[cfg(feature = "flood-cap")]
+type Shared = crate::sentry::floodcap::GrantCache;
+#[cfg(not(feature = "flood-cap"))]
+type Shared = crate::sentry::floodcap::LocalOnly;
+
 thread_local! {
     /// The isolate's rate limits, flood windows and drop counts (replaced with the configured
     /// cap when the config is read).
-    static REPORTER: RefCell<Reporter> = const { RefCell::new(Reporter::new(0)) };
+    static REPORTER: RefCell<Reporter<Shared>> = const { RefCell::new(Reporter::new(0)) };
     /// `SENTRY_DEBUG`: log every envelope Sentry accepted, not only the ones it did not.
     static LOG_ACCEPTED: Cell<bool> = const { Cell::new(false) };
 }
@@ -36,20 +42,26 @@ pub(super) fn init(max_events_per_minute: u32, log_accepted: bool) {
     LOG_ACCEPTED.with(|l| l.set(log_accepted));
 }
 
-fn with_reporter<T>(f: impl FnOnce(&mut Reporter) -> T) -> Option<T> {
+/// Flood control through the shared cap from now on (the `EDGEGUARD_FLOOD` binding is there).
+#[cfg(feature = "flood-cap")]
+pub(super) fn share_the_cap() {
+    with_reporter(|r| r.share_the_cap(Shared::new()));
+}
+
+pub(super) fn with_reporter<T>(f: impl FnOnce(&mut Reporter<Shared>) -> T) -> Option<T> {
     REPORTER.with(|r| r.try_borrow_mut().ok().map(|mut r| f(&mut r)))
 }
 
 /// Whether an event of `category` may be built and sent: the sampling draw, Sentry's rate
-/// limits and (for `flood_key`) flood control. A refusal is counted, and a flush of the counts
-/// is scheduled.
+/// limits and (for `flood_key`) flood control; `None` when refused. A refusal is counted, and a
+/// flush of the counts is scheduled.
 pub(super) fn admit(
     ctx: &Context,
     dsn: &Dsn,
     sample_rate: f64,
     category: &'static str,
     flood_key: Option<&str>,
-) -> bool {
+) -> Option<Admitted> {
     let draw = delivery::needs_draw(sample_rate)
         .then(|| {
             let mut random = [0u8; 4];
@@ -59,20 +71,20 @@ pub(super) fn admit(
         .flatten();
     let sampled = delivery::sampled(sample_rate, draw);
     let now_ms = now();
-    let admitted =
-        with_reporter(|r| r.admit(now_ms, category, sampled, flood_key)).unwrap_or(Ok(()));
+    let admitted = with_reporter(|r| r.admit(now_ms, category, sampled, flood_key))
+        .unwrap_or(Ok(Admitted::Now));
     match admitted {
-        Ok(()) => true,
+        Ok(admitted) => Some(admitted),
         Err(reason) => {
             schedule_flush(ctx, dsn, reason);
-            false
+            None
         }
     }
 }
 
 /// Sends the pending drop counts alone after `CLIENT_REPORT_FLUSH_MS`, unless an envelope
 /// carries them first. One flush at a time per isolate.
-fn schedule_flush(ctx: &Context, dsn: &Dsn, reason: Reason) {
+pub(super) fn schedule_flush(ctx: &Context, dsn: &Dsn, reason: Reason) {
     if with_reporter(Reporter::wants_flush) != Some(true) {
         return;
     }

@@ -10,11 +10,18 @@
 //! - **Flood control**: at most `max_per_window` events per key (the failure's grouping
 //!   fingerprint) per [`FLOOD_WINDOW_MS`]; an outage of thousands of 5xx a minute sends a
 //!   handful of events and one count of the rest.
+//! - **The shared cap** (the `flood-cap` feature with the `EDGEGUARD_FLOOD` binding): flood
+//!   control asks a Durable Object for grants instead ([`crate::sentry::floodcap`]); a grant
+//!   cached in the isolate admits an event at once ([`Admitted::Now`]), otherwise the question
+//!   is asked after the page ([`Admitted::AfterAsking`], the page then shows no id). A refused
+//!   event is counted as `backpressure`, as with the local cap, which still decides when the
+//!   object cannot answer.
 //! - **Client reports**: every drop is counted by (reason, category). The counts ride along
 //!   with the next envelope sent, or go alone after [`CLIENT_REPORT_FLUSH_MS`]; an envelope
 //!   that fails to arrive gives its counts back, so they are sent later instead of lost.
 
-use crate::sentry::ratelimit::{RateLimits, CATEGORY_SPAN, CATEGORY_TRANSACTION};
+use crate::sentry::floodcap::{self, fnv1a, CacheDecision, Grant, GrantAsk, SharedCap};
+use crate::sentry::ratelimit::{RateLimits, CATEGORY_ERROR, CATEGORY_SPAN, CATEGORY_TRANSACTION};
 use crate::sentry::transaction::SPANS_PER_TRANSACTION;
 use serde_json::{json, Value};
 
@@ -187,13 +194,6 @@ impl FloodGate {
     }
 }
 
-/// 64-bit FNV-1a: a fixed-size key for the flood table (collisions only merge two caps).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
 /// Whether the sampling decision needs a random draw at all (0 and 1 do not).
 pub fn needs_draw(sample_rate: f64) -> bool {
     sample_rate > 0.0 && sample_rate < 1.0
@@ -216,23 +216,110 @@ pub fn gzip_pays(original: usize, compressed: usize) -> bool {
     compressed < original
 }
 
-/// The isolate's reporting state.
+/// How an event was let through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admitted {
+    /// Decided now (no cap, the local cap, or a shared grant cached in the isolate): the event
+    /// is sent, and its page shows its id.
+    Now,
+    /// The shared cap has no grant cached for the group: the page shows no id, and the event
+    /// is decided after the page, once the object has answered ([`Reporter::decide_again`]).
+    /// `ask`: this event asks the object; otherwise another event of the isolate is asking.
+    AfterAsking { ask: bool },
+}
+
+/// The isolate's reporting state. `S`: the shared cap's cache (`floodcap::GrantCache`), or
+/// `floodcap::LocalOnly` in a build without it.
 #[derive(Debug, Clone)]
-pub struct Reporter {
+pub struct Reporter<S> {
     pub limits: RateLimits,
     flood: FloodGate,
+    /// The cap shared through the Durable Object; `None`: the local cap alone.
+    shared: Option<S>,
+    max_per_window: u32,
     pending: Discards,
     flush_scheduled: bool,
 }
 
-impl Reporter {
+impl<S: SharedCap> Reporter<S> {
     pub const fn new(max_per_window: u32) -> Self {
         Reporter {
             limits: RateLimits::new(),
             flood: FloodGate::new(max_per_window),
+            shared: None,
+            max_per_window,
             pending: Discards::new(),
             flush_scheduled: false,
         }
+    }
+
+    /// Flood control through the shared cap, `cache` holding its grants (the `EDGEGUARD_FLOOD`
+    /// binding is present). With no cap (`max_per_window` 0) there is nothing to share.
+    pub fn share_the_cap(&mut self, cache: S) {
+        if self.max_per_window > 0 {
+            self.shared = Some(cache);
+        }
+    }
+
+    /// The question for the shared cap about `flood_key`: a batch of the cap.
+    pub fn grant_ask(&self, flood_key: &str) -> GrantAsk {
+        GrantAsk {
+            group: floodcap::group_name(flood_key),
+            want: floodcap::batch(self.max_per_window),
+            cap: self.max_per_window,
+        }
+    }
+
+    /// The object's answer about `flood_key` (`None`: it did not give one in time). Returns
+    /// whether the fallback to the local cap should be logged (once per window).
+    pub fn answered(&mut self, flood_key: &str, answer: Option<Grant>, now_ms: f64) -> bool {
+        let hash = fnv1a(flood_key.as_bytes());
+        match (self.shared.as_mut(), answer) {
+            (Some(cache), Some(grant)) => {
+                cache.answered(hash, grant, now_ms);
+                false
+            }
+            (Some(cache), None) => cache.failed(hash, now_ms),
+            (None, _) => false,
+        }
+    }
+
+    /// Flood control for one event of `flood_key`; a refusal is counted.
+    fn flood(
+        &mut self,
+        now_ms: f64,
+        category: &'static str,
+        flood_key: &str,
+    ) -> Result<Admitted, Reason> {
+        // The shared cap is for failure groups (errors); a transaction's route is capped here.
+        let decision = match self.shared.as_mut().filter(|_| category == CATEGORY_ERROR) {
+            Some(cache) => cache.decide(fnv1a(flood_key.as_bytes()), now_ms),
+            None => CacheDecision::Local,
+        };
+        let allowed = match decision {
+            CacheDecision::Granted => true,
+            CacheDecision::Refused => false,
+            CacheDecision::Ask => return Ok(Admitted::AfterAsking { ask: true }),
+            CacheDecision::Wait => return Ok(Admitted::AfterAsking { ask: false }),
+            CacheDecision::Local => self.flood.allow(flood_key, now_ms),
+        };
+        if allowed {
+            Ok(Admitted::Now)
+        } else {
+            self.record(Reason::Backpressure, category, 1);
+            Err(Reason::Backpressure)
+        }
+    }
+
+    /// An event admitted [`Admitted::AfterAsking`], decided again once the question was
+    /// answered (or waited for): `Now` sends it; `AfterAsking` asks or waits once more.
+    pub fn decide_again(
+        &mut self,
+        now_ms: f64,
+        category: &'static str,
+        flood_key: &str,
+    ) -> Result<Admitted, Reason> {
+        self.flood(now_ms, category, flood_key)
     }
 
     /// Decides whether an event of `category` goes ahead: sampling first, then rate limits,
@@ -243,23 +330,19 @@ impl Reporter {
         category: &'static str,
         sampled: bool,
         flood_key: Option<&str>,
-    ) -> Result<(), Reason> {
+    ) -> Result<Admitted, Reason> {
         let refused = if !sampled {
-            Some(Reason::SampleRate)
+            Reason::SampleRate
         } else if self.limits.is_limited(category, now_ms) {
-            Some(Reason::RatelimitBackoff)
-        } else if flood_key.is_some_and(|key| !self.flood.allow(key, now_ms)) {
-            Some(Reason::Backpressure)
+            Reason::RatelimitBackoff
         } else {
-            None
+            return match flood_key {
+                Some(key) => self.flood(now_ms, category, key),
+                None => Ok(Admitted::Now),
+            };
         };
-        match refused {
-            Some(reason) => {
-                self.record(reason, category, 1);
-                Err(reason)
-            }
-            None => Ok(()),
-        }
+        self.record(refused, category, 1);
+        Err(refused)
     }
 
     /// Counts `quantity` items of `category` as dropped; a transaction's spans are counted
@@ -302,6 +385,7 @@ impl Reporter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sentry::floodcap::{GrantCache, LocalOnly};
     use crate::sentry::ratelimit::{CATEGORY_ERROR, CATEGORY_FEEDBACK};
 
     const NOW: f64 = 1_795_521_600_000.0;
@@ -372,13 +456,19 @@ mod tests {
 
     #[test]
     fn admit_orders_and_counts_its_refusals() {
-        let mut r = Reporter::new(2);
+        let mut r: Reporter<LocalOnly> = Reporter::new(2);
         assert_eq!(
             r.admit(NOW, CATEGORY_ERROR, false, Some("k")),
             Err(Reason::SampleRate)
         );
-        assert_eq!(r.admit(NOW, CATEGORY_ERROR, true, Some("k")), Ok(()));
-        assert_eq!(r.admit(NOW, CATEGORY_ERROR, true, Some("k")), Ok(()));
+        assert_eq!(
+            r.admit(NOW, CATEGORY_ERROR, true, Some("k")),
+            Ok(Admitted::Now)
+        );
+        assert_eq!(
+            r.admit(NOW, CATEGORY_ERROR, true, Some("k")),
+            Ok(Admitted::Now)
+        );
         assert_eq!(
             r.admit(NOW, CATEGORY_ERROR, true, Some("k")),
             Err(Reason::Backpressure)
@@ -390,12 +480,12 @@ mod tests {
         );
         assert_eq!(
             r.admit(NOW + 1000.0, CATEGORY_FEEDBACK, true, None),
-            Ok(()),
+            Ok(Admitted::Now),
             "the limit was for errors only"
         );
         assert_eq!(
             r.admit(NOW + 2000.0, CATEGORY_ERROR, true, Some("other")),
-            Ok(())
+            Ok(Admitted::Now)
         );
         let taken = r.take().unwrap();
         assert_eq!(
@@ -406,8 +496,104 @@ mod tests {
     }
 
     #[test]
+    fn the_shared_cap_admits_from_cached_grants_and_asks_after_the_page() {
+        let mut r: Reporter<GrantCache> = Reporter::new(10);
+        r.share_the_cap(GrantCache::new());
+        let key = "500\nGET\n/a";
+        assert_eq!(
+            r.grant_ask(key).url(),
+            "https://floodcap/v1/grant?group=3cfa6a68d0a78024&want=2&cap=10"
+        );
+        // Nothing cached: the first asks, the next waits for its answer; neither page has an id.
+        let admit = |r: &mut Reporter<GrantCache>, t: f64| {
+            r.admit(NOW + t, CATEGORY_ERROR, true, Some(key))
+        };
+        assert_eq!(admit(&mut r, 0.0), Ok(Admitted::AfterAsking { ask: true }));
+        assert_eq!(admit(&mut r, 1.0), Ok(Admitted::AfterAsking { ask: false }));
+        let grant = |granted, left| Grant {
+            granted,
+            left,
+            ttl_ms: 30_000,
+        };
+        assert!(!r.answered(key, Some(grant(2, 8)), NOW + 10.0));
+        // The asker and the waiter take the batch after the page.
+        assert_eq!(
+            r.decide_again(NOW + 11.0, CATEGORY_ERROR, key),
+            Ok(Admitted::Now)
+        );
+        assert_eq!(
+            r.decide_again(NOW + 12.0, CATEGORY_ERROR, key),
+            Ok(Admitted::Now)
+        );
+        // Batch used: the next asks again; the object has 1 left for the window.
+        assert_eq!(admit(&mut r, 20.0), Ok(Admitted::AfterAsking { ask: true }));
+        r.answered(key, Some(grant(1, 0)), NOW + 30.0);
+        assert_eq!(
+            r.decide_again(NOW + 31.0, CATEGORY_ERROR, key),
+            Ok(Admitted::Now)
+        );
+        // Cap used up across isolates: refused at once, counted as backpressure.
+        assert_eq!(admit(&mut r, 40.0), Err(Reason::Backpressure));
+        assert_eq!(admit(&mut r, 50.0), Err(Reason::Backpressure));
+        assert_eq!(r.take().unwrap().total(Reason::Backpressure), 2);
+        // The window over, a new answer caches a grant that admits before the page (id shown).
+        assert_eq!(
+            admit(&mut r, 30_040.0),
+            Ok(Admitted::AfterAsking { ask: true })
+        );
+        r.answered(key, Some(grant(2, 4)), NOW + 30_050.0);
+        assert_eq!(
+            r.decide_again(NOW + 30_051.0, CATEGORY_ERROR, key),
+            Ok(Admitted::Now)
+        );
+        assert_eq!(admit(&mut r, 30_052.0), Ok(Admitted::Now));
+    }
+
+    #[test]
+    fn without_an_answer_the_local_cap_decides_for_the_window() {
+        let mut r: Reporter<GrantCache> = Reporter::new(2);
+        r.share_the_cap(GrantCache::new());
+        let key = "k";
+        assert_eq!(
+            r.admit(NOW, CATEGORY_ERROR, true, Some(key)),
+            Ok(Admitted::AfterAsking { ask: true })
+        );
+        assert!(
+            r.answered(key, None, NOW + 1000.0),
+            "the fallback is logged"
+        );
+        let again =
+            |r: &mut Reporter<GrantCache>, t: f64| r.decide_again(NOW + t, CATEGORY_ERROR, key);
+        assert_eq!(again(&mut r, 1001.0), Ok(Admitted::Now));
+        assert_eq!(
+            r.admit(NOW + 1002.0, CATEGORY_ERROR, true, Some(key)),
+            Ok(Admitted::Now),
+            "decided at once by the local cap"
+        );
+        assert_eq!(again(&mut r, 1003.0), Err(Reason::Backpressure));
+        assert_eq!(r.take().unwrap().total(Reason::Backpressure), 1);
+        assert_eq!(
+            r.admit(NOW + 61_000.0, CATEGORY_ERROR, true, Some(key)),
+            Ok(Admitted::AfterAsking { ask: true }),
+            "the next window asks the object again"
+        );
+    }
+
+    #[test]
+    fn no_cap_shares_nothing() {
+        let mut r: Reporter<GrantCache> = Reporter::new(0);
+        r.share_the_cap(GrantCache::new());
+        for _ in 0..100 {
+            assert_eq!(
+                r.admit(NOW, CATEGORY_ERROR, true, Some("k")),
+                Ok(Admitted::Now)
+            );
+        }
+    }
+
+    #[test]
     fn counts_are_flushed_once_and_given_back_on_failure() {
-        let mut r = Reporter::new(1);
+        let mut r: Reporter<LocalOnly> = Reporter::new(1);
         assert!(!r.wants_flush(), "nothing to flush");
         r.record(Reason::SampleRate, CATEGORY_ERROR, 2);
         assert!(r.wants_flush());

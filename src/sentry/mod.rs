@@ -9,6 +9,7 @@ pub mod delivery;
 pub mod dsn;
 pub mod envelope;
 pub mod event;
+pub mod floodcap;
 pub mod id;
 pub mod limits;
 pub mod ratelimit;

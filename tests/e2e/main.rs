@@ -18,6 +18,7 @@ mod config;
 mod content;
 mod delivery;
 mod failures;
+mod floodcap;
 mod forwarding;
 mod harness;
 mod page;

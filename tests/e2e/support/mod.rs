@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 pub use http::{Request, Response};
 pub use origin::Origin;
 pub use sink::{Sink, SinkMode};
-pub use workerd::Worker;
+pub use workerd::{FloodObject, Worker};
 
 /// A 127.0.0.1 port where nothing listens, for "unreachable" cases (and for
 /// Bugsink, which binds the port it is given).

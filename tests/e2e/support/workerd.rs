@@ -44,6 +44,15 @@ pub fn build_dir() -> PathBuf {
     }
 }
 
+/// The `flood-cap` build (`EDGEGUARD_FEATURES=flood-cap`, exporting the `FloodCap` Durable
+/// Object): `EDGEGUARD_E2E_FLOOD_BUILD_DIR`, else `<repo>/build-flood` (scripts/test.sh makes it).
+pub fn flood_build_dir() -> PathBuf {
+    match std::env::var_os("EDGEGUARD_E2E_FLOOD_BUILD_DIR") {
+        Some(d) => repo_root().join(d),
+        None => repo_root().join("build-flood"),
+    }
+}
+
 pub fn workerd_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("WORKERD_BIN") {
         return PathBuf::from(p);
@@ -233,9 +242,194 @@ const edgeguard :Workerd.Worker = (
     )
 }
 
+/// Copies the build's modules into a fresh temp dir: (the dir, the modules, main first).
+fn copy_build(build: &Path) -> (PathBuf, Vec<PathBuf>) {
+    let modules = module_files(build);
+    let index = fs::read_to_string(build.join("index.js")).unwrap();
+    for spec in wasm_imports(&index) {
+        let name = spec.trim_start_matches("./");
+        assert!(
+            modules.iter().any(|m| m.to_string_lossy() == name),
+            "index.js imports {spec:?} but {} has no such module; modules: {modules:?}",
+            build.display()
+        );
+    }
+    let dir = unique_temp_dir("workerd");
+    for m in &modules {
+        let to = dir.join(m);
+        if let Some(parent) = to.parent() {
+            fs::create_dir_all(parent).unwrap();
+        }
+        fs::copy(build.join(m), &to).unwrap();
+    }
+    (dir, modules)
+}
+
+/// The `EDGEGUARD_FLOOD` namespace's class in [`Worker::start_isolates`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloodObject {
+    /// edgeguard's own `FloodCap` (the flood-cap build), owned by the first isolate's service.
+    Edgeguard,
+    /// A `FloodCap` whose every fetch throws (its own service).
+    Throwing,
+    /// A `FloodCap` whose every fetch hangs for 30 s (its own service).
+    Hanging,
+    /// No `EDGEGUARD_FLOOD` binding at all: the flood-cap build as a site without it runs it.
+    Unbound,
+}
+
+impl FloodObject {
+    fn script(self) -> &'static str {
+        match self {
+            FloodObject::Edgeguard | FloodObject::Unbound => "",
+            FloodObject::Throwing => {
+                r#"import { DurableObject } from "cloudflare:workers";
+export class FloodCap extends DurableObject {
+  async fetch() { throw new Error("FloodCap is out of order"); }
+}
+export default { fetch() { return new Response("flood object"); } };
+"#
+            }
+            FloodObject::Hanging => {
+                r#"import { DurableObject } from "cloudflare:workers";
+export class FloodCap extends DurableObject {
+  async fetch() {
+    await new Promise((resolve) => setTimeout(resolve, 30000));
+    return new Response("too late", { headers: { "edgeguard-grant": "v1 10 0 60000" } });
+  }
+}
+export default { fetch() { return new Response("flood object"); } };
+"#
+            }
+        }
+    }
+}
+
+/// The config of [`Worker::start_isolates`]: services `w0`..`w{n-1}` (the build, each its own
+/// isolate, socket `http{i}`), all bound as `EDGEGUARD_FLOOD` to one namespace of class
+/// `FloodCap`: `w0`'s own (in-memory storage) for [`FloodObject::Edgeguard`], else that of a
+/// service `flood` running the broken class.
+pub fn render_isolates_config(
+    modules: &[PathBuf],
+    vars: &[(&str, &str)],
+    flags: &[String],
+    isolates: usize,
+    object: FloodObject,
+) -> String {
+    let modules: Vec<String> = modules
+        .iter()
+        .map(|m| {
+            let name = m.to_string_lossy().replace('\\', "/");
+            let kind = if name.ends_with(".wasm") {
+                "wasm"
+            } else {
+                "esModule"
+            };
+            format!(
+                "    (name = {}, {kind} = embed {}),",
+                capnp_string(&name),
+                capnp_string(&name)
+            )
+        })
+        .collect();
+    let vars: Vec<String> = vars
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "    (name = {}, text = {}),",
+                capnp_string(k),
+                capnp_string(v)
+            )
+        })
+        .collect();
+    let flags: Vec<String> = flags.iter().map(|f| capnp_string(f)).collect();
+    let mut services = Vec::new();
+    let mut sockets = Vec::new();
+    let mut workers = Vec::new();
+    let owner = if object == FloodObject::Edgeguard {
+        "w0"
+    } else {
+        "flood"
+    };
+    for i in 0..isolates {
+        services.push(format!("    (name = \"w{i}\", worker = .w{i}),"));
+        sockets.push(format!(
+            "    (name = \"http{i}\", address = \"127.0.0.1:0\", http = (), service = \"w{i}\"),"
+        ));
+        let owns = i == 0 && object == FloodObject::Edgeguard;
+        let namespace = if owns {
+            "(className = \"FloodCap\")".to_string()
+        } else {
+            format!("(className = \"FloodCap\", serviceName = \"{owner}\")")
+        };
+        let binding = if object == FloodObject::Unbound {
+            String::new()
+        } else {
+            format!("    (name = \"EDGEGUARD_FLOOD\", durableObjectNamespace = {namespace}),\n")
+        };
+        let own_objects = if owns {
+            "  durableObjectNamespaces = [(className = \"FloodCap\", uniqueKey = \"edgeguard-floodcap\")],\n  durableObjectStorage = (inMemory = void),\n"
+        } else {
+            ""
+        };
+        workers.push(format!(
+            r#"const w{i} :Workerd.Worker = (
+  modules = [
+{modules}
+  ],
+  compatibilityDate = "{COMPATIBILITY_DATE}",
+  compatibilityFlags = [{flags}],
+  bindings = [
+{vars}
+{binding}  ],
+{own_objects}  globalOutbound = "internet",
+);
+"#,
+            modules = modules.join("\n"),
+            vars = vars.join("\n"),
+            flags = flags.join(", "),
+        ));
+    }
+    if matches!(object, FloodObject::Throwing | FloodObject::Hanging) {
+        services.push("    (name = \"flood\", worker = .flood),".to_string());
+        workers.push(format!(
+            r#"const flood :Workerd.Worker = (
+  modules = [(name = "flood-object.js", esModule = embed "flood-object.js")],
+  compatibilityDate = "{COMPATIBILITY_DATE}",
+  durableObjectNamespaces = [(className = "FloodCap", uniqueKey = "broken-floodcap")],
+  durableObjectStorage = (inMemory = void),
+);
+"#
+        ));
+    }
+    format!(
+        r#"using Workerd = import "/workerd/workerd.capnp";
+
+const config :Workerd.Config = (
+  services = [
+{services}
+    (name = "internet", network = (
+      allow = ["public", "private", "local"],
+      tlsOptions = (trustBrowserCas = true),
+    )),
+  ],
+  sockets = [
+{sockets}
+  ],
+);
+
+{workers}"#,
+        services = services.join("\n"),
+        sockets = sockets.join("\n"),
+        workers = workers.join("\n"),
+    )
+}
+
 pub struct Worker {
     child: Child,
     port: u16,
+    /// Every socket's port, in the order the sockets were named (`port` is the first).
+    ports: Vec<u16>,
     dir: PathBuf,
     logs: Arc<Mutex<Vec<u8>>>,
     readers: Vec<JoinHandle<()>>,
@@ -248,27 +442,34 @@ impl Worker {
     /// (bounded) until it accepts connections.
     pub fn start(vars: &[(&str, &str)]) -> Worker {
         let build = build_dir();
-        let modules = module_files(&build);
-        let index = fs::read_to_string(build.join("index.js")).unwrap();
-        for spec in wasm_imports(&index) {
-            let name = spec.trim_start_matches("./");
-            assert!(
-                modules.iter().any(|m| m.to_string_lossy() == name),
-                "index.js imports {spec:?} but {} has no such module; modules: {modules:?}",
-                build.display()
-            );
-        }
-        let dir = unique_temp_dir("workerd");
-        for m in &modules {
-            let to = dir.join(m);
-            if let Some(parent) = to.parent() {
-                fs::create_dir_all(parent).unwrap();
-            }
-            fs::copy(build.join(m), &to).unwrap();
-        }
+        let (dir, modules) = copy_build(&build);
         let config = render_config(&modules, vars, &compatibility_flags());
+        Worker::launch(dir, &config, &["http"], stale_build_note(&build))
+    }
+
+    /// `isolates` separate worker services (each its own isolate) of the build in `build` (the
+    /// `flood-cap` build), all bound as `EDGEGUARD_FLOOD` to one Durable Object namespace of
+    /// `object`, each on its own port ([`Worker::ports`]), in one workerd process.
+    pub fn start_isolates(
+        build: &Path,
+        vars: &[(&str, &str)],
+        isolates: usize,
+        object: FloodObject,
+    ) -> Worker {
+        let (dir, modules) = copy_build(build);
+        if matches!(object, FloodObject::Throwing | FloodObject::Hanging) {
+            fs::write(dir.join("flood-object.js"), object.script()).unwrap();
+        }
+        let config =
+            render_isolates_config(&modules, vars, &compatibility_flags(), isolates, object);
+        let sockets: Vec<String> = (0..isolates).map(|i| format!("http{i}")).collect();
+        let sockets: Vec<&str> = sockets.iter().map(String::as_str).collect();
+        Worker::launch(dir, &config, &sockets, stale_build_note(build))
+    }
+
+    fn launch(dir: PathBuf, config: &str, sockets: &[&str], stale: Option<String>) -> Worker {
         let config_path = dir.join("config.capnp");
-        fs::write(&config_path, &config).unwrap();
+        fs::write(&config_path, config).unwrap();
 
         // The control messages (`{"event":"listen",...,"port":N}`) go to
         // stdout, next to the worker's console.log output; console.error and
@@ -297,15 +498,11 @@ impl Worker {
             thread::spawn(move || {
                 let mut r = BufReader::new(stdout);
                 let mut line = Vec::new();
-                let mut port_sent = false;
                 while r.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
-                    if !port_sent {
-                        if let Some(port) = listen_port(&line) {
-                            port_sent = true;
-                            let _ = port_tx.send(port);
-                            line.clear();
-                            continue;
-                        }
+                    if let Some(listen) = listen_port(&line) {
+                        let _ = port_tx.send(listen);
+                        line.clear();
+                        continue;
                     }
                     lock(&logs).extend_from_slice(&line);
                     line.clear();
@@ -328,18 +525,20 @@ impl Worker {
         let mut worker = Worker {
             child,
             port: 0,
+            ports: vec![0; sockets.len()],
             dir,
             logs,
             readers: vec![out_reader, err_reader],
-            stale: stale_build_note(&build),
+            stale,
         };
 
         let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
+        while worker.ports.contains(&0) {
             match port_rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(port) => {
-                    worker.port = port;
-                    break;
+                Ok((socket, port)) => {
+                    if let Some(i) = sockets.iter().position(|s| *s == socket) {
+                        worker.ports[i] = port;
+                    }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -355,11 +554,14 @@ impl Worker {
                 ));
             }
         }
-        while TcpStream::connect(("127.0.0.1", worker.port)).is_err() {
-            if Instant::now() > deadline {
-                worker.fail_start(&format!("port {} not accepting connections", worker.port));
+        worker.port = worker.ports[0];
+        for port in worker.ports.clone() {
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                if Instant::now() > deadline {
+                    worker.fail_start(&format!("port {port} not accepting connections"));
+                }
+                thread::sleep(Duration::from_millis(20));
             }
-            thread::sleep(Duration::from_millis(20));
         }
         worker
     }
@@ -379,6 +581,11 @@ impl Worker {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Every socket's port ([`Worker::start_isolates`]: one per isolate).
+    pub fn ports(&self) -> &[u16] {
+        &self.ports
     }
 
     /// The workerd process id (for reading its memory from /proc).
@@ -477,10 +684,14 @@ pub fn die_with_parent(command: &mut Command) {
 #[cfg(not(target_os = "linux"))]
 pub fn die_with_parent(_: &mut Command) {}
 
-fn listen_port(line: &[u8]) -> Option<u16> {
+/// A control message `{"event":"listen","socket":NAME,"port":N}`: (NAME, N).
+fn listen_port(line: &[u8]) -> Option<(String, u16)> {
     let v: serde_json::Value = serde_json::from_slice(line).ok()?;
-    if v["event"] == "listen" && v["socket"] == "http" {
-        v["port"].as_u64().map(|p| p as u16)
+    if v["event"] == "listen" {
+        Some((
+            v["socket"].as_str()?.to_string(),
+            v["port"].as_u64()? as u16,
+        ))
     } else {
         None
     }
