@@ -54,8 +54,7 @@ pub enum Origin {
     Invalid(OriginUrlError),
 }
 
-/// The validated settings.
-#[derive(Clone)]
+/// The validated settings. Not `Clone`: one per isolate, shared as an `Rc`.
 pub struct Config {
     pub origin: Origin,
     /// `None`: no events are sent; pages are still shown.

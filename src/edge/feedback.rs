@@ -95,6 +95,6 @@ async fn accept(
         return Err(Rejection::RateLimited);
     }
     let delivery = Delivery::new(dsn, body, id, "feedback", CATEGORY_FEEDBACK);
-    ctx.wait_until(delivery.send());
+    runtime::defer(ctx, delivery.send());
     Ok(())
 }

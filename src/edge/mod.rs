@@ -509,6 +509,7 @@ fn report_event(
     } else {
         failed.failure.exception_value()
     };
+    let shared = shared_config()?;
     let admitted = transport::admit(
         ctx,
         dsn,
@@ -527,7 +528,7 @@ fn report_event(
         id: EventId::from_random(random),
         timestamp_ms: now(),
         dsn: dsn.clone(),
-        config: shared_config(config),
+        config: shared,
         failed: failed.clone(),
         // The JS reference, not `Request.clone()` (which would tee the body); wrapped in a
         // `worker::Request` (which reads its method, URL, headers and `cf`) only in `build`,
@@ -550,7 +551,7 @@ fn report_event(
         Admitted::AfterAsking { .. } => None,
     };
     let shown = question.is_none().then_some(id);
-    ctx.wait_until(async move {
+    runtime::defer(ctx, async move {
         runtime::sleep(AFTER_PAGE_MS).await;
         if let Some(question) = question {
             if !question.settle(&job.dsn).await {
@@ -581,11 +582,10 @@ impl Question {
 }
 
 /// The isolate's config as a shared reference, for work that outlives the request (the event's
-/// build, the transaction's).
-fn shared_config(config: &Config) -> Rc<Config> {
-    CONFIG
-        .with(|cell| cell.get().cloned())
-        .unwrap_or_else(|| Rc::new(config.clone()))
+/// build, the transaction's). Always there once a request has read the config; no copy is ever
+/// made (a `Config::clone` fallback here cost 0.4 KB gzip, 1.3 KB of wasm).
+fn shared_config() -> Option<Rc<Config>> {
+    CONFIG.with(|cell| cell.get().cloned())
 }
 
 /// The page's language for the visitor's `Accept-Language` (English when nothing fits).

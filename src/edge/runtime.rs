@@ -22,6 +22,15 @@ pub fn random(bytes: &mut [u8]) -> Result<(), String> {
     getrandom::fill(bytes).map_err(|error| error.to_string())
 }
 
+/// `ctx.waitUntil(work)`: work that goes on after the response. Every caller's future goes in as
+/// one boxed type, so `worker::Context::wait_until` (generic over the future) and the
+/// `future_to_promise` under it are compiled once, not once per caller: -2.3 KB gzip with four
+/// callers (upload 193,322 -> 190,999 B, measured 2026-12-08).
+pub fn defer(ctx: &worker::Context, work: impl Future<Output = ()> + 'static) {
+    let work: std::pin::Pin<Box<dyn Future<Output = ()>>> = Box::pin(work);
+    ctx.wait_until(work);
+}
+
 /// Resolves after `ms` on the runtime's timer. Not "after the response" for `ms = 0`: workerd
 /// can run a 0 ms timer before it has written a response handed back in this turn (see
 /// `edge::AFTER_PAGE_MS`).

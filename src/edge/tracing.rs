@@ -62,9 +62,9 @@ pub(super) fn send_transaction(
     let (Some(trace), Some(dsn)) = (attempt.trace.clone(), config.dsn.clone()) else {
         return;
     };
-    if !trace.sends_transaction {
+    let Some(config) = shared_config().filter(|_| trace.sends_transaction) else {
         return;
-    }
+    };
     let ended_ms = now();
     let method = req.inner().method();
     let path = req.path();
@@ -87,10 +87,9 @@ pub(super) fn send_transaction(
     };
     let id = EventId::from_random(*id_bytes);
     let origin_span_id = crate::hex::encode(span_bytes);
-    let config = shared_config(config);
     let call = attempt.call.get();
     let started_ms = attempt.started_ms;
-    ctx.wait_until(async move {
+    runtime::defer(ctx, async move {
         runtime::sleep(AFTER_PAGE_MS).await;
         let built = catch_unwind(AssertUnwindSafe(|| {
             let event = transaction::build(&EdgeHop {

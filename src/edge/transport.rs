@@ -93,7 +93,7 @@ pub(super) fn schedule_flush(ctx: &Context, dsn: &Dsn, reason: Reason) {
         reason.as_str()
     );
     let (url, auth) = endpoint(dsn);
-    ctx.wait_until(async move {
+    runtime::defer(ctx, async move {
         runtime::sleep(CLIENT_REPORT_FLUSH_MS).await;
         let Some(discards) = with_reporter(Reporter::flush_due).flatten() else {
             return;
