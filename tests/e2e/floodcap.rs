@@ -51,12 +51,19 @@ fn flood(worker: &Worker, per_isolate: usize, paths: &[&str]) -> Vec<Answer> {
         .collect()
 }
 
-fn vars<'a>(origin: &'a str, dsn: &'a str, cap: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("ORIGIN_URL", origin),
-        ("SENTRY_DSN", dsn),
-        ("SENTRY_MAX_EVENTS_PER_MINUTE", cap),
-    ]
+/// A failing-capable origin, the sink, and `isolates` isolates of the flood-cap build in front of
+/// them with a flood cap of `cap`, bound to `object`.
+fn start(cap: usize, isolates: usize, object: FloodObject) -> (Origin, Sink, Worker) {
+    let origin = Origin::start();
+    let sink = Sink::start(SinkMode::Accept);
+    let (o, d, c) = (origin.url(), sink.dsn(), cap.to_string());
+    let vars = [
+        ("ORIGIN_URL", o.as_str()),
+        ("SENTRY_DSN", d.as_str()),
+        ("SENTRY_MAX_EVENTS_PER_MINUTE", c.as_str()),
+    ];
+    let worker = Worker::start_isolates(&flood_build_dir(), &vars, isolates, object);
+    (origin, sink, worker)
 }
 
 /// Events the sink received per status (the failure group of `/status/NNN`).
@@ -83,15 +90,7 @@ fn assert_quoted_ids_were_sent(answers: &[Answer], sink: &Sink) {
 fn four_isolates_share_one_cap_and_count_every_other_failure() {
     const ISOLATES: usize = 4;
     const FAILURES: usize = 500;
-    let origin = Origin::start();
-    let sink = Sink::start(SinkMode::Accept);
-    let (o, d, c) = (origin.url(), sink.dsn(), CAP.to_string());
-    let worker = Worker::start_isolates(
-        &flood_build_dir(),
-        &vars(&o, &d, &c),
-        ISOLATES,
-        FloodObject::Edgeguard,
-    );
+    let (_origin, sink, worker) = start(CAP, ISOLATES, FloodObject::Edgeguard);
 
     let started = Instant::now();
     let answers = flood(&worker, FAILURES / ISOLATES, &["/status/500"]);
@@ -133,15 +132,7 @@ fn four_isolates_share_one_cap_and_count_every_other_failure() {
 fn two_groups_each_get_their_own_cap() {
     const ISOLATES: usize = 3;
     const PER_ISOLATE: usize = 80;
-    let origin = Origin::start();
-    let sink = Sink::start(SinkMode::Accept);
-    let (o, d, c) = (origin.url(), sink.dsn(), CAP.to_string());
-    let worker = Worker::start_isolates(
-        &flood_build_dir(),
-        &vars(&o, &d, &c),
-        ISOLATES,
-        FloodObject::Edgeguard,
-    );
+    let (_origin, sink, worker) = start(CAP, ISOLATES, FloodObject::Edgeguard);
 
     let answers = flood(&worker, PER_ISOLATE, &["/status/500", "/status/503"]);
     let failures = (ISOLATES * PER_ISOLATE) as u64;
@@ -169,10 +160,7 @@ fn an_unavailable_object_leaves_the_local_cap(object: FloodObject) {
     const ISOLATES: usize = 2;
     const PER_ISOLATE: usize = 30;
     const LOCAL_CAP: usize = 3;
-    let origin = Origin::start();
-    let sink = Sink::start(SinkMode::Accept);
-    let (o, d, c) = (origin.url(), sink.dsn(), LOCAL_CAP.to_string());
-    let worker = Worker::start_isolates(&flood_build_dir(), &vars(&o, &d, &c), ISOLATES, object);
+    let (_origin, sink, worker) = start(LOCAL_CAP, ISOLATES, object);
 
     // One at a time, so each page's time is its own.
     let mut answers = Vec::new();
@@ -234,15 +222,7 @@ fn without_the_binding_the_flood_cap_build_keeps_the_cap_per_isolate() {
     const ISOLATES: usize = 2;
     const PER_ISOLATE: usize = 20;
     const LOCAL_CAP: usize = 3;
-    let origin = Origin::start();
-    let sink = Sink::start(SinkMode::Accept);
-    let (o, d, c) = (origin.url(), sink.dsn(), LOCAL_CAP.to_string());
-    let worker = Worker::start_isolates(
-        &flood_build_dir(),
-        &vars(&o, &d, &c),
-        ISOLATES,
-        FloodObject::Unbound,
-    );
+    let (_origin, sink, worker) = start(LOCAL_CAP, ISOLATES, FloodObject::Unbound);
 
     let answers = flood(&worker, PER_ISOLATE, &["/status/500"]);
     let failures = (ISOLATES * PER_ISOLATE) as u64;

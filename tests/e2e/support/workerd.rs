@@ -177,9 +177,9 @@ fn capnp_string(s: &str) -> String {
     out
 }
 
-/// Builds the workerd config for `modules` (relative to the config file).
-pub fn render_config(modules: &[PathBuf], vars: &[(&str, &str)], flags: &[String]) -> String {
-    let modules: Vec<String> = modules
+/// A worker's `modules` entries in capnp (paths relative to the config file).
+fn module_entries(modules: &[PathBuf]) -> Vec<String> {
+    modules
         .iter()
         .map(|m| {
             let name = m.to_string_lossy().replace('\\', "/");
@@ -194,9 +194,12 @@ pub fn render_config(modules: &[PathBuf], vars: &[(&str, &str)], flags: &[String
                 capnp_string(&name)
             )
         })
-        .collect();
-    let bindings: Vec<String> = vars
-        .iter()
+        .collect()
+}
+
+/// `vars` as capnp text bindings.
+fn text_bindings(vars: &[(&str, &str)]) -> Vec<String> {
+    vars.iter()
         .map(|(k, v)| {
             format!(
                 "    (name = {}, text = {}),",
@@ -204,7 +207,13 @@ pub fn render_config(modules: &[PathBuf], vars: &[(&str, &str)], flags: &[String
                 capnp_string(v)
             )
         })
-        .collect();
+        .collect()
+}
+
+/// Builds the workerd config for `modules` (relative to the config file).
+pub fn render_config(modules: &[PathBuf], vars: &[(&str, &str)], flags: &[String]) -> String {
+    let modules = module_entries(modules);
+    let bindings = text_bindings(vars);
     let flags: Vec<String> = flags.iter().map(|f| capnp_string(f)).collect();
     format!(
         r#"using Workerd = import "/workerd/workerd.capnp";
@@ -316,32 +325,8 @@ pub fn render_isolates_config(
     isolates: usize,
     object: FloodObject,
 ) -> String {
-    let modules: Vec<String> = modules
-        .iter()
-        .map(|m| {
-            let name = m.to_string_lossy().replace('\\', "/");
-            let kind = if name.ends_with(".wasm") {
-                "wasm"
-            } else {
-                "esModule"
-            };
-            format!(
-                "    (name = {}, {kind} = embed {}),",
-                capnp_string(&name),
-                capnp_string(&name)
-            )
-        })
-        .collect();
-    let vars: Vec<String> = vars
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "    (name = {}, text = {}),",
-                capnp_string(k),
-                capnp_string(v)
-            )
-        })
-        .collect();
+    let modules = module_entries(modules);
+    let vars = text_bindings(vars);
     let flags: Vec<String> = flags.iter().map(|f| capnp_string(f)).collect();
     let mut services = Vec::new();
     let mut sockets = Vec::new();
