@@ -14,6 +14,7 @@
 pub mod form;
 
 use crate::sentry::envelope;
+use crate::sentry::event::put;
 use crate::sentry::id::EventId;
 use crate::sentry::time::rfc3339_millis;
 use hmac::{Hmac, Mac};
@@ -357,31 +358,37 @@ pub struct FeedbackContext<'a> {
 /// envelope header's `event_id` is the feedback's own id.
 pub fn feedback_envelope(submission: &Submission, ctx: &FeedbackContext<'_>) -> Vec<u8> {
     let mut feedback = Map::new();
-    feedback.insert("message".into(), submission.comments.as_str().into());
-    feedback.insert(
-        "associated_event_id".into(),
+    put(
+        &mut feedback,
+        "message",
+        submission.comments.as_str().into(),
+    );
+    put(
+        &mut feedback,
+        "associated_event_id",
         submission.event_id.as_str().into(),
     );
-    feedback.insert("source".into(), "edgeguard-error-page".into());
-    let mut put = |key: &str, value: &str| {
+    put(&mut feedback, "source", "edgeguard-error-page".into());
+    for (key, value) in [
+        ("name", submission.name.as_str()),
+        ("contact_email", submission.email.as_str()),
+        ("url", ctx.url.unwrap_or_default()),
+    ] {
         if !value.is_empty() {
-            feedback.insert(key.into(), value.into());
+            put(&mut feedback, key, value.into());
         }
-    };
-    put("name", &submission.name);
-    put("contact_email", &submission.email);
-    put("url", ctx.url.unwrap_or_default());
+    }
     let mut event = Map::new();
-    event.insert("event_id".into(), ctx.id.to_hex().into());
-    event.insert("type".into(), "feedback".into());
-    event.insert("timestamp".into(), rfc3339_millis(ctx.now_ms).into());
-    event.insert("platform".into(), "other".into());
-    event.insert("level".into(), "info".into());
-    event.insert("environment".into(), ctx.environment.into());
-    event.insert("contexts".into(), json!({ "feedback": feedback }));
-    event.insert("sdk".into(), envelope::sdk());
+    put(&mut event, "event_id", ctx.id.to_hex().into());
+    put(&mut event, "type", "feedback".into());
+    put(&mut event, "timestamp", rfc3339_millis(ctx.now_ms).into());
+    put(&mut event, "platform", "other".into());
+    put(&mut event, "level", "info".into());
+    put(&mut event, "environment", ctx.environment.into());
+    put(&mut event, "contexts", json!({ "feedback": feedback }));
+    put(&mut event, "sdk", envelope::sdk());
     if let Some(release) = ctx.release {
-        event.insert("release".into(), release.into());
+        put(&mut event, "release", release.into());
     }
     let payload = Value::Object(event).to_string();
     envelope::single_item_envelope(Some(ctx.id), ctx.now_ms, "feedback", &payload)

@@ -7,6 +7,7 @@
 //! ```
 //! The item header carries the payload's byte length, so the payload is serialised first.
 
+use crate::sentry::event::put;
 use crate::sentry::id::EventId;
 use crate::sentry::time::rfc3339_millis;
 use crate::{SDK_NAME, SDK_VERSION};
@@ -70,12 +71,12 @@ fn envelope(
 ) -> Vec<u8> {
     let mut header = Map::new();
     if let Some(trace) = trace {
-        header.insert("trace".into(), trace);
+        put(&mut header, "trace", trace);
     }
-    header.insert("sent_at".into(), rfc3339_millis(sent_at_ms).into());
-    header.insert("sdk".into(), sdk());
+    put(&mut header, "sent_at", rfc3339_millis(sent_at_ms).into());
+    put(&mut header, "sdk", sdk());
     if let Some(id) = event_id {
-        header.insert("event_id".into(), id.to_hex().into());
+        put(&mut header, "event_id", id.to_hex().into());
     }
     let mut out = Value::Object(header).to_string().into_bytes();
     out.push(b'\n');

@@ -73,82 +73,88 @@ pub fn build(input: &EventInput<'_>) -> Value {
     let failure = input.failure;
 
     let mut tags = Map::new();
-    tags.insert("status".into(), failure.status().to_string().into());
+    put(&mut tags, "status", failure.status().to_string().into());
     if let Some(request) = input.request {
-        tags.insert("method".into(), request.method.into());
+        put(&mut tags, "method", request.method.into());
     }
-    tags.insert("outcome".into(), failure.mechanism().into());
+    put(&mut tags, "outcome", failure.mechanism().into());
     if let Some(ray) = input.ray_id {
-        tags.insert("ray_id".into(), ray.into());
+        put(&mut tags, "ray_id", ray.into());
     }
 
     let mut contexts = Map::new();
-    contexts.insert(
-        "runtime".into(),
+    put(
+        &mut contexts,
+        "runtime",
         json!({ "type": "runtime", "name": RUNTIME_NAME, "raw_description": RUNTIME_DESCRIPTION }),
     );
     if let Some(colo) = input.colo {
         // Sentry's cloud resource context (OpenTelemetry's names): the colo is where it ran.
-        contexts.insert(
-            "cloud_resource".into(),
+        put(
+            &mut contexts,
+            "cloud_resource",
             json!({ "type": "cloud_resource", "cloud.provider": "cloudflare", "cloud.region": colo }),
         );
     }
     if let Some(call) = input.origin_call {
         // Never the origin's address: only how long it took and what it said.
         let mut origin = Map::new();
-        origin.insert("duration_ms".into(), call.duration_ms.into());
+        put(&mut origin, "duration_ms", call.duration_ms.into());
         if let Some(status) = call.status {
-            origin.insert("status_code".into(), status.into());
+            put(&mut origin, "status_code", status.into());
         }
-        contexts.insert("origin".into(), origin.into());
+        put(&mut contexts, "origin", origin.into());
     }
     if let Some(trace) = input.trace {
-        contexts.insert("trace".into(), trace.context().into());
+        put(&mut contexts, "trace", trace.context().into());
     }
     if let Some(response) = input.response {
         let mut ctx = Map::new();
-        ctx.insert("type".into(), "response".into());
-        ctx.insert("status_code".into(), response.status.into());
+        put(&mut ctx, "type", "response".into());
+        put(&mut ctx, "status_code", response.status.into());
         let headers = filter_headers(pairs(response.headers), DEFAULT_RESPONSE_HEADERS);
         if !headers.is_empty() {
-            ctx.insert("headers".into(), header_object(headers));
+            put(&mut ctx, "headers", header_object(headers));
         }
         if let Some(size) = response.body_size {
-            ctx.insert("body_size".into(), size.into());
+            put(&mut ctx, "body_size", size.into());
         }
-        contexts.insert("response".into(), ctx.into());
+        put(&mut contexts, "response", ctx.into());
     }
 
     let mut event = Map::new();
-    event.insert("event_id".into(), input.id.to_hex().into());
-    event.insert(
-        "timestamp".into(),
+    put(&mut event, "event_id", input.id.to_hex().into());
+    put(
+        &mut event,
+        "timestamp",
         rfc3339_millis(input.timestamp_ms).into(),
     );
-    event.insert("platform".into(), "other".into());
-    event.insert("level".into(), failure.level().into());
-    event.insert("logger".into(), SDK_NAME.into());
-    event.insert("server_name".into(), input.server_name.into());
-    event.insert("release".into(), input.config.release.as_str().into());
-    event.insert(
-        "environment".into(),
+    put(&mut event, "platform", "other".into());
+    put(&mut event, "level", failure.level().into());
+    put(&mut event, "logger", SDK_NAME.into());
+    put(&mut event, "server_name", input.server_name.into());
+    put(&mut event, "release", input.config.release.as_str().into());
+    put(
+        &mut event,
+        "environment",
         input.config.environment.as_str().into(),
     );
-    event.insert(
-        "exception".into(),
+    put(
+        &mut event,
+        "exception",
         json!({ "values": exception_values(failure) }),
     );
-    event.insert("tags".into(), tags.into());
-    event.insert("sdk".into(), envelope::sdk());
+    put(&mut event, "tags", tags.into());
+    put(&mut event, "sdk", envelope::sdk());
     if let Some(request) = input.request {
-        event.insert(
-            "transaction".into(),
+        put(
+            &mut event,
+            "transaction",
             route::transaction(request.method, request.url.path()).into(),
         );
         if failure.is_origins() {
             let fingerprint = route::fingerprint(failure, request.method, request.url.path());
-            event.insert("fingerprint".into(), fingerprint.into());
+            put(&mut event, "fingerprint", fingerprint.into());
         }
         let privacy = &input.config.privacy;
         let client_ip = privacy
@@ -156,20 +162,22 @@ pub fn build(input: &EventInput<'_>) -> Value {
             .then(|| header(request.headers, "cf-connecting-ip"))
             .flatten();
         if let Some(ip) = client_ip {
-            event.insert("user".into(), json!({ "ip_address": ip }));
+            put(&mut event, "user", json!({ "ip_address": ip }));
         }
-        event.insert(
-            "request".into(),
+        put(
+            &mut event,
+            "request",
             request_object(request, input.config, client_ip),
         );
         if let Some(call) = input.origin_call {
-            event.insert(
-                "breadcrumbs".into(),
+            put(
+                &mut event,
+                "breadcrumbs",
                 json!({ "values": [breadcrumb(call, request)] }),
             );
         }
     }
-    event.insert("contexts".into(), contexts.into());
+    put(&mut event, "contexts", contexts.into());
     let mut event = Value::Object(event);
     limits::apply(&mut event);
     event
@@ -180,14 +188,14 @@ pub fn build(input: &EventInput<'_>) -> Value {
 fn request_object(request: &RequestInfo<'_>, config: &Config, client_ip: Option<&str>) -> Value {
     let privacy = &config.privacy;
     let mut object = Map::new();
-    object.insert("method".into(), request.method.into());
-    object.insert("url".into(), without_query(request.url).into());
+    put(&mut object, "method", request.method.into());
+    put(&mut object, "url", without_query(request.url).into());
     let headers = filter_headers(pairs(request.headers), &privacy.request_headers);
-    object.insert("headers".into(), header_object(headers));
+    put(&mut object, "headers", header_object(headers));
     if privacy.send_query {
         let query = request.url.query().map(filter_query).unwrap_or_default();
         if !query.is_empty() {
-            object.insert("query_string".into(), pair_array(query));
+            put(&mut object, "query_string", pair_array(query));
         }
     }
     if privacy.send_default_pii {
@@ -198,10 +206,10 @@ fn request_object(request: &RequestInfo<'_>, config: &Config, client_ip: Option<
             .flat_map(|(_, value)| filter_cookies(value))
             .collect();
         if !cookies.is_empty() {
-            object.insert("cookies".into(), pair_array(cookies));
+            put(&mut object, "cookies", pair_array(cookies));
         }
         if let Some(ip) = client_ip {
-            object.insert("env".into(), json!({ "REMOTE_ADDR": ip }));
+            put(&mut object, "env", json!({ "REMOTE_ADDR": ip }));
         }
     }
     object.into()
@@ -211,12 +219,12 @@ fn request_object(request: &RequestInfo<'_>, config: &Config, client_ip: Option<
 /// is the visitor's (without query), never the origin's internal address.
 fn breadcrumb(call: &OriginCall, request: &RequestInfo<'_>) -> Value {
     let mut data = Map::new();
-    data.insert("method".into(), request.method.into());
-    data.insert("url".into(), without_query(request.url).into());
+    put(&mut data, "method", request.method.into());
+    put(&mut data, "url", without_query(request.url).into());
     if let Some(status) = call.status {
-        data.insert("status_code".into(), status.into());
+        put(&mut data, "status_code", status.into());
     }
-    data.insert("duration_ms".into(), call.duration_ms.into());
+    put(&mut data, "duration_ms", call.duration_ms.into());
     let level = match call.status {
         Some(status) if status < 400 => "info",
         Some(status) if status < 500 => "warning",
@@ -273,12 +281,13 @@ fn exception_values(failure: &Failure) -> Vec<Value> {
         .enumerate()
         .map(|(i, exception)| {
             let mut value = Map::new();
-            value.insert("type".into(), exception.ty.into());
-            value.insert("value".into(), exception.value.into());
+            put(&mut value, "type", exception.ty.into());
+            put(&mut value, "value", exception.value.into());
             if let Some(frame) = exception.frame {
                 let in_app = !is_std_source(&frame.file);
-                value.insert(
-                    "stacktrace".into(),
+                put(
+                    &mut value,
+                    "stacktrace",
                     json!({ "frames": [{
                         "filename": frame.file,
                         "lineno": frame.line,
@@ -291,8 +300,9 @@ fn exception_values(failure: &Failure) -> Vec<Value> {
                 // Not `synthetic`: that flag tells Sentry (and Bugsink) the type and value are
                 // meaningless and to title the issue after a stack frame instead; origin failures
                 // have no frames, so every outcome would become one issue titled "<unknown>".
-                value.insert(
-                    "mechanism".into(),
+                put(
+                    &mut value,
+                    "mechanism",
                     json!({ "type": failure.mechanism(), "handled": failure.is_handled() }),
                 );
             }
@@ -311,6 +321,15 @@ fn header_object(headers: Vec<(String, String)>) -> Value {
         .map(|(name, value)| (name, Value::String(value)))
         .collect::<Map<_, _>>()
         .into()
+}
+
+/// `map[key] = value`, out of line: every field of an event, transaction, envelope header or
+/// feedback is one call here instead of a key allocation and a map insert inlined at each place
+/// that sets one: -1.7 KB gzip of upload (190,998 -> 189,345 B, measured 2026-12-08). (A
+/// const-generic `object([(key, value); N])` in place of `json!` went the other way: +0.6 KB.)
+#[inline(never)]
+pub(crate) fn put(map: &mut Map<String, Value>, key: &str, value: Value) {
+    map.insert(key.to_owned(), value);
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@
 //! Randomness and time come in from the edge, so the same input gives the same bytes here.
 
 use crate::hex;
+use crate::sentry::event::put;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{Map, Value};
 
@@ -242,11 +243,11 @@ impl Trace {
     /// `contexts.trace` of edgeguard's events (and transactions, which add `op` and `status`).
     pub fn context(&self) -> Map<String, Value> {
         let mut context = Map::new();
-        context.insert("type".into(), "trace".into());
-        context.insert("trace_id".into(), self.trace_id.as_str().into());
-        context.insert("span_id".into(), self.span_id.as_str().into());
+        put(&mut context, "type", "trace".into());
+        put(&mut context, "trace_id", self.trace_id.as_str().into());
+        put(&mut context, "span_id", self.span_id.as_str().into());
         if let Some(parent) = &self.parent_span_id {
-            context.insert("parent_span_id".into(), parent.as_str().into());
+            put(&mut context, "parent_span_id", parent.as_str().into());
         }
         context
     }

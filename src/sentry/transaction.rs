@@ -7,11 +7,11 @@
 //! Built after the response, from what the edge measured; ids and times come in.
 
 use crate::config::Config;
-use crate::sentry::event::OriginCall;
+use crate::sentry::event::{put, OriginCall};
 use crate::sentry::id::EventId;
 use crate::sentry::trace::Trace;
 use crate::sentry::{envelope, route};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 /// The spans one edge-hop transaction holds at most (the request, the origin fetch): what a
 /// dropped transaction counts in the `span` category of a client report, as Sentry's SDKs count
@@ -39,13 +39,12 @@ pub struct EdgeHop<'a> {
 
 /// The transaction event.
 pub fn build(hop: &EdgeHop<'_>) -> Value {
-    let mut root = hop.trace.context();
-    root.insert("op".into(), "http.server".into());
-    root.insert("status".into(), span_status(Some(hop.status)).into());
-    root.insert(
-        "data".into(),
-        json!({ "http.response.status_code": hop.status }),
-    );
+    let (trace, mut root) = (hop.trace, hop.trace.context());
+    put(&mut root, "op", "http.server".into());
+    put(&mut root, "status", span_status(Some(hop.status)).into());
+    let mut data = Map::new();
+    put(&mut data, "http.response.status_code", hop.status.into());
+    put(&mut root, "data", data.into());
     let spans: Vec<Value> = hop
         .origin
         .map(|call| {
@@ -55,42 +54,56 @@ pub fn build(hop: &EdgeHop<'_>) -> Value {
                 status => span_status(status),
             };
             let mut data = Map::new();
-            data.insert("http.request.method".into(), hop.method.into());
+            put(&mut data, "http.request.method", hop.method.into());
             if let Some(code) = call.status {
-                data.insert("http.response.status_code".into(), code.into());
+                put(&mut data, "http.response.status_code", code.into());
             }
-            json!({
-                "trace_id": hop.trace.trace_id,
-                "span_id": hop.origin_span_id,
-                "parent_span_id": hop.trace.span_id,
-                "op": "http.client",
-                // The visitor's method and path, never the origin's address.
-                "description": format!("{} {}", hop.method, hop.path),
-                "origin": "auto.http.edgeguard",
-                "start_timestamp": seconds(call.started_ms),
-                "timestamp": seconds(call.started_ms + f64::from(call.duration_ms)),
-                "status": status,
-                "data": data,
-            })
+            let mut span = Map::new();
+            put(&mut span, "trace_id", trace.trace_id.as_str().into());
+            put(&mut span, "span_id", hop.origin_span_id.into());
+            put(&mut span, "parent_span_id", trace.span_id.as_str().into());
+            put(&mut span, "op", "http.client".into());
+            // The visitor's method and path, never the origin's address.
+            let description = format!("{} {}", hop.method, hop.path);
+            put(&mut span, "description", description.into());
+            put(&mut span, "origin", "auto.http.edgeguard".into());
+            put(
+                &mut span,
+                "start_timestamp",
+                seconds(call.started_ms).into(),
+            );
+            let ended_ms = call.started_ms + f64::from(call.duration_ms);
+            put(&mut span, "timestamp", seconds(ended_ms).into());
+            put(&mut span, "status", status.into());
+            put(&mut span, "data", data.into());
+            span.into()
         })
         .into_iter()
         .collect();
     let mut contexts = Map::new();
-    contexts.insert("trace".into(), root.into());
-    json!({
-        "type": "transaction",
-        "event_id": hop.id.to_hex(),
-        "platform": "other",
-        "transaction": route::transaction(hop.method, hop.path),
-        "transaction_info": { "source": "route" },
-        "start_timestamp": seconds(hop.started_ms),
-        "timestamp": seconds(hop.ended_ms.max(hop.started_ms)),
-        "release": hop.config.release,
-        "environment": hop.config.environment,
-        "sdk": envelope::sdk(),
-        "contexts": contexts,
-        "spans": spans,
-    })
+    put(&mut contexts, "trace", root.into());
+    let mut info = Map::new();
+    put(&mut info, "source", "route".into());
+    let mut tx = Map::new();
+    put(&mut tx, "type", "transaction".into());
+    put(&mut tx, "event_id", hop.id.to_hex().into());
+    put(&mut tx, "platform", "other".into());
+    let name = route::transaction(hop.method, hop.path);
+    put(&mut tx, "transaction", name.into());
+    put(&mut tx, "transaction_info", info.into());
+    put(&mut tx, "start_timestamp", seconds(hop.started_ms).into());
+    let ended_ms = hop.ended_ms.max(hop.started_ms);
+    put(&mut tx, "timestamp", seconds(ended_ms).into());
+    put(&mut tx, "release", hop.config.release.as_str().into());
+    put(
+        &mut tx,
+        "environment",
+        hop.config.environment.as_str().into(),
+    );
+    put(&mut tx, "sdk", envelope::sdk());
+    put(&mut tx, "contexts", contexts.into());
+    put(&mut tx, "spans", spans.into());
+    tx.into()
 }
 
 /// Epoch milliseconds as the seconds Sentry's timestamps take (a float, millisecond precision).
@@ -197,7 +210,7 @@ mod tests {
             origin: None,
             ..hop
         };
-        assert_eq!(build(&no_origin)["spans"], json!([]));
+        assert_eq!(build(&no_origin)["spans"], serde_json::json!([]));
     }
 
     #[test]
