@@ -13,10 +13,13 @@ BUILD="${1:-$ROOT/build}"
 # of it (see README.md, "Upload size"). 2026-12-08: wasm-opt with the module's own features
 # instead of worker-build's --all-features (-7.4 KB gzip, scripts/build.sh), then trace
 # propagation and the edge hop's transaction (+11.4 KB gzip): 193,383 B gzip, wasm 477,284 B raw.
-# These budgets are that size plus ~1%: growth past them must be a decision, made in the commit
+# These budgets were that size plus ~1%: growth past them must be a decision, made in the commit
 # that grows it.
-GZIP_BUDGET=195400  # index.js + worker.js + index_bg.wasm, gzip -9, bytes
-WASM_RAW_BUDGET=482100  # index_bg.wasm as uploaded, bytes
+# 2026-12-08, issue 19: the browser SDK's tunnel (SENTRY_TUNNEL_PATH) measured +5,557 B gzip
+# (198,942 B gzip, wasm 491,617 B raw; its target was ~5,000 B, see the commit). The budgets are
+# that build plus a few bytes for the baked-in commit SHA, not +1%: 1% would pass the 200 KB limit.
+GZIP_BUDGET=199000  # index.js + worker.js + index_bg.wasm, gzip -9, bytes
+WASM_RAW_BUDGET=491700  # index_bg.wasm as uploaded, bytes
 
 for f in index.js worker.js index_bg.wasm; do
   [ -f "$BUILD/$f" ] || { echo "size-check: $BUILD/$f not found (run scripts/build.sh)" >&2; exit 1; }

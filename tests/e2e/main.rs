@@ -26,4 +26,5 @@ mod reporting;
 mod security;
 mod streaming;
 mod tracing;
+mod tunnel;
 mod websocket;
