@@ -9,21 +9,21 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${1:-$ROOT/build}"
 
-# A regression guard under the 200 KB gzip limit issue 16 set (goal: 150 KB). On workers-rs
-# (2026-12-03) the upload was 189,262 B gzip: worker, js-sys and the panic=unwind build are most
-# of it (see README.md, "Upload size"). 2026-12-08: wasm-opt with the module's own features
-# instead of worker-build's --all-features (-7.4 KB gzip, scripts/build.sh), then trace
-# propagation and the edge hop's transaction (+11.4 KB gzip): 193,383 B gzip, wasm 477,284 B raw.
-# These budgets are that size plus ~1%: growth past them must be a decision, made in the commit
-# that grows it.
-GZIP_BUDGET=195400  # index.js + worker.js + index_bg.wasm, gzip -9, bytes
-WASM_RAW_BUDGET=482100  # index_bg.wasm as uploaded, bytes
+# A regression guard under the 200 KB gzip limit issue 16 set (goal: 150 KB). The budgets are
+# the build of the day plus ~1%: growth past them must be a decision, made in the commit that
+# grows it. History (total gzip): 189,262 B on workers-rs (2026-12-03); 2026-12-08: wasm-opt with
+# the module's own features (-7.4 KB), trace propagation and transactions (+11.4 KB), one boxed
+# future type for wait_until (-2.3 KB), one out-of-line field setter (-1.7 KB), the browser
+# tunnel (+5.6 KB), the shared flood cap's plumbing (+0.4 KB), decimals read by hand instead of
+# the float parser (-14.6 KB): 180,812 B gzip, wasm 452,876 B raw.
+GZIP_BUDGET=182700  # index.js + worker.js + index_bg.wasm, gzip -9, bytes
+WASM_RAW_BUDGET=457400  # index_bg.wasm as uploaded, bytes
 
 # The flood-cap build (its index.js re-exports the FloodCap Durable Object; README "Shared flood
-# cap"): 199,438 B gzip (wasm 466,889 B) on 2026-12-08, held to the 200 KB limit itself.
+# cap"): 189,551 B gzip (wasm 475,528 B) on 2026-12-08, the same plus ~1%.
 if grep -q "export { FloodCap }" "$BUILD/index.js" 2>/dev/null; then
-  GZIP_BUDGET=200000
-  WASM_RAW_BUDGET=471000
+  GZIP_BUDGET=191500
+  WASM_RAW_BUDGET=480300
 fi
 
 for f in index.js worker.js index_bg.wasm; do

@@ -23,6 +23,7 @@
 )]
 
 pub mod config;
+pub mod decimal;
 pub mod feedback;
 pub mod hex;
 pub mod page;

@@ -7,11 +7,13 @@
 //!   event reporting;
 //! - `proxy.rs`: the origin fetch, its timeout, hop-by-hop headers, the failing body's size;
 //! - `feedback.rs`: the feedback form's endpoint;
+//! - `tunnel.rs`: the browser SDK's tunnel to Sentry;
 //! - `transport.rs`: envelopes to Sentry (admission, gzip, POST, rate limits, client reports);
 //! - `tracing.rs`: the request's trace (read, propagated, its transaction after the response);
 //! - `floodcap.rs` (the `flood-cap` feature): the `FloodCap` Durable Object and the isolate's
 //!   questions to it (the flood cap shared by every isolate);
-//! - `runtime.rs`: clock, randomness, timers, header pairs, gzip.
+//! - `tunnel.rs`: the Sentry tunnel for the site's browser SDK;
+//! - `runtime.rs`: clock, randomness, timers, header pairs, transform streams (gzip, inflate).
 //!
 //! Invariants kept here:
 //! - the fetch handler never returns `Err` (the runtime would turn it into a bare 500), and a
@@ -30,6 +32,7 @@ mod proxy;
 mod runtime;
 mod tracing;
 mod transport;
+mod tunnel;
 
 use crate::config::{BuildInfo, Config, ConfigError, Origin};
 use crate::feedback::TokenKey;
@@ -149,6 +152,8 @@ async fn guarded(req: &Request, config: &Config, ctx: &Context) -> web_sys::Resp
 enum Next {
     /// The feedback form's POST: answered here, never proxied.
     Feedback,
+    /// The browser SDK's tunnel (`SENTRY_TUNNEL_PATH`): answered here, never proxied.
+    Tunnel,
     /// Something failed: report it and answer with the page (or replay, for our own failures).
     Failed(Failed),
     /// The origin answered with a failing status: count its body, then as `Failed`.
@@ -168,6 +173,12 @@ async fn handle(
     };
     let mut failed = match next {
         Next::Feedback => return feedback::endpoint(req, ctx, config).await,
+        Next::Tunnel => {
+            if let Some(t) = &config.tunnel {
+                return tunnel::endpoint(req, ctx, config, t).await;
+            }
+            return bare_response(404);
+        }
         Next::Failed(failed) => failed,
         Next::OriginFailing(response) => proxy::origin_failing(response).await,
     };
@@ -190,6 +201,11 @@ async fn pass(
     let url = request_url(req).map_err(Next::Failed)?;
     if url.path() == crate::feedback::PATH {
         return Err(Next::Feedback);
+    }
+    if let Some(tunnel) = &config.tunnel {
+        if tunnel.claims(url.path(), || req.inner().method()) {
+            return Err(Next::Tunnel);
+        }
     }
     if config.pass_through_on_exception {
         // Should the wasm instance itself trap (beyond what catch_unwind can stop), the runtime

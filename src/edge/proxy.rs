@@ -221,7 +221,7 @@ async fn failing_body_size(response: &Response, content_length: Option<u64>) -> 
     let mut meter = BodyMeter::default();
     let counted = within(
         FAILING_BODY_PEEK_MS,
-        runtime::count_chunks(&reader, |len| meter.add(len)),
+        runtime::read_chunks(&reader, &mut |chunk| meter.add(u64::from(chunk.length()))),
     )
     .await;
     // Never rejects into anything that matters: the rest of the body is simply not wanted.

@@ -1,6 +1,7 @@
 //! The few runtime services the edge needs beyond what `worker` wraps, each a line or two over
 //! `worker`, `js-sys` or `getrandom`: the clock, randomness, timers, header lists as pairs, a
-//! body's chunks counted, gzip through the runtime's `CompressionStream`. They decide nothing.
+//! body's chunks read, the runtime's transform streams (gzip, gunzip). They
+//! decide nothing.
 
 use js_sys::{futures::JsFuture, Reflect, Uint8Array};
 use std::future::{poll_fn, Future};
@@ -147,11 +148,12 @@ pub fn reader_of(
     stream.get_reader().dyn_into().map_err(JsValue::from)
 }
 
-/// Reads chunk by chunk, handing each chunk's length to `take` until it returns `false`; `true`
-/// when the stream ended. Nothing is kept: the chunks are only counted.
-pub async fn count_chunks(
+/// Reads chunk by chunk, handing each chunk to `take` until it returns `false`; `true` when the
+/// stream ended. A trait object, so every caller shares one future type (each distinct one cost
+/// 2-3 KB of wasm).
+pub async fn read_chunks(
     reader: &web_sys::ReadableStreamDefaultReader,
-    mut take: impl FnMut(u64) -> bool,
+    take: &mut dyn FnMut(&Uint8Array) -> bool,
 ) -> Result<bool, JsValue> {
     loop {
         let chunk = JsFuture::from(reader.read()).await?;
@@ -159,29 +161,39 @@ pub async fn count_chunks(
             return Ok(true);
         }
         let value = Reflect::get(&chunk, &JsValue::from_str("value"))?;
-        let len = value.dyn_ref::<Uint8Array>().map_or(0, Uint8Array::length);
-        if !take(u64::from(len)) {
+        let bytes = value
+            .dyn_into()
+            .unwrap_or_else(|_| Uint8Array::new_with_length(0));
+        if !take(&bytes) {
             return Ok(false);
         }
     }
 }
 
-/// `bytes` through the runtime's `CompressionStream("gzip")`: the compressor is the runtime's,
-/// so none is linked into the wasm. `CompressionStream` is not among the web-sys bindings
-/// `worker` enables, so it is reached through `js_sys::Reflect`.
-pub async fn gzip(bytes: &[u8]) -> Result<Vec<u8>, JsValue> {
+/// `stream` through a new `class(arg)` of the runtime's transform streams
+/// (`CompressionStream`, `DecompressionStream`): neither is among the web-sys
+/// bindings `worker` enables, so they are reached through `js_sys::Reflect`, and no compressor
+/// is linked into the wasm.
+pub fn pipe_through(
+    stream: &web_sys::ReadableStream,
+    class: &str,
+    arg: &JsValue,
+) -> Result<web_sys::ReadableStream, JsValue> {
     let global = js_sys::global();
-    let class: js_sys::Function =
-        Reflect::get(&global, &JsValue::from_str("CompressionStream"))?.dyn_into()?;
-    let compressor = Reflect::construct(&class, &js_sys::Array::of1(&JsValue::from_str("gzip")))?;
+    let class: js_sys::Function = Reflect::get(&global, &JsValue::from_str(class))?.dyn_into()?;
+    let transform = Reflect::construct(&class, &js_sys::Array::of1(arg))?;
+    let pipe_through: js_sys::Function =
+        Reflect::get(stream, &JsValue::from_str("pipeThrough"))?.dyn_into()?;
+    pipe_through.call1(stream, &transform)?.dyn_into()
+}
+
+/// `bytes` through the runtime's `CompressionStream("gzip")`.
+pub async fn gzip(bytes: &[u8]) -> Result<Vec<u8>, JsValue> {
     let plain = web_sys::Response::new_with_opt_buffer_source(Some(&Uint8Array::from(bytes)))?;
     let stream = plain
         .body()
         .ok_or_else(|| JsValue::from_str("no body to compress"))?;
-    let pipe_through: js_sys::Function =
-        Reflect::get(&stream, &JsValue::from_str("pipeThrough"))?.dyn_into()?;
-    let compressed: web_sys::ReadableStream =
-        pipe_through.call1(&stream, &compressor)?.dyn_into()?;
+    let compressed = pipe_through(&stream, "CompressionStream", &JsValue::from_str("gzip"))?;
     let response = web_sys::Response::new_with_opt_readable_stream(Some(&compressed))?;
     let buffer = JsFuture::from(response.array_buffer()?).await?;
     Ok(Uint8Array::new(&buffer).to_vec())

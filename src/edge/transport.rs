@@ -82,6 +82,13 @@ pub(super) fn admit(
     }
 }
 
+/// Counts one item of `category` as dropped for `reason` (an envelope of the edge's own project
+/// the tunnel could not deliver), and schedules a flush of the counts.
+pub(super) fn count_dropped(ctx: &Context, dsn: &Dsn, reason: Reason, category: &'static str) {
+    with_reporter(|r| r.record(reason, category, 1));
+    schedule_flush(ctx, dsn, reason);
+}
+
 /// Sends the pending drop counts alone after `CLIENT_REPORT_FLUSH_MS`, unless an envelope
 /// carries them first. One flush at a time per isolate.
 pub(super) fn schedule_flush(ctx: &Context, dsn: &Dsn, reason: Reason) {

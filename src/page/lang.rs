@@ -69,7 +69,7 @@ pub(crate) fn parse_q(v: &str) -> Option<u16> {
     if !v.starts_with(|c: char| c.is_ascii_digit()) {
         return None;
     }
-    let q: f64 = v.parse().ok()?;
+    let q = crate::decimal::parse(v)?;
     (0.0..=1.0)
         .contains(&q)
         .then(|| (q * 1000.0).floor() as u16)

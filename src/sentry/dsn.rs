@@ -112,6 +112,30 @@ impl Dsn {
         header
     }
 
+    /// Whether `other` names the same project: host, port, public key and project id (scheme,
+    /// path prefix and secret key aside). The tunnel's test of an envelope's `dsn`.
+    pub fn same_project(&self, other: &Dsn) -> bool {
+        self.host.eq_ignore_ascii_case(&other.host)
+            && self.public_key == other.public_key
+            && self.project_id == other.project_id
+    }
+
+    /// The DSN as Sentry's JavaScript SDK writes it back (`dsnToString`, no secret key), in
+    /// pieces: `{scheme}://{public_key}@{host}{path}/{project_id}`, what its tunnel path is
+    /// hashed from (hashed piece by piece: no string is built).
+    pub fn public_form(&self) -> [&str; 8] {
+        [
+            &self.scheme,
+            "://",
+            &self.public_key,
+            "@",
+            &self.host,
+            &self.path,
+            "/",
+            &self.project_id,
+        ]
+    }
+
     pub fn public_key(&self) -> &str {
         &self.public_key
     }
@@ -172,6 +196,42 @@ mod tests {
         for (input, want) in table {
             assert_eq!(Dsn::parse(input).err(), Some(want), "{input:?}");
         }
+    }
+
+    #[test]
+    fn same_project_compares_host_port_key_and_project() {
+        let dsn = Dsn::parse("https://key@o1.ingest.example:9000/prefix/42").unwrap();
+        let same = [
+            "http://key@O1.ingest.example:9000/42",
+            "https://key:s@o1.ingest.example:9000/other/42",
+        ];
+        for other in same {
+            assert!(dsn.same_project(&Dsn::parse(other).unwrap()), "{other}");
+        }
+        let foreign = [
+            "https://key@o2.ingest.example:9000/42",
+            "https://key@o1.ingest.example/42",
+            "https://key@o1.ingest.example:9001/42",
+            "https://other@o1.ingest.example:9000/42",
+            "https://key@o1.ingest.example:9000/43",
+        ];
+        for other in foreign {
+            assert!(!dsn.same_project(&Dsn::parse(other).unwrap()), "{other}");
+        }
+    }
+
+    #[test]
+    fn public_form_drops_the_secret_only() {
+        let dsn = Dsn::parse("http://pub:sec@127.0.0.1:9000/sentry/prefix/7/").unwrap();
+        assert_eq!(
+            dsn.public_form().concat(),
+            "http://pub@127.0.0.1:9000/sentry/prefix/7"
+        );
+        let dsn = Dsn::parse("https://abc@o1.ingest.sentry.io/42").unwrap();
+        assert_eq!(
+            dsn.public_form().concat(),
+            "https://abc@o1.ingest.sentry.io/42"
+        );
     }
 
     #[test]

@@ -17,3 +17,4 @@ pub mod route;
 pub mod time;
 pub mod trace;
 pub mod transaction;
+pub mod tunnel;

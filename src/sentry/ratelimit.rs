@@ -81,8 +81,9 @@ pub fn parse_rate_limits(header: &str) -> Vec<Limit> {
 /// is not read: Sentry sends seconds, and an unreadable value on a 429 falls back to the 60 s
 /// default. Negative, infinite and NaN values are unreadable.
 fn parse_seconds(raw: &str) -> Option<f64> {
-    let seconds: f64 = raw.trim().parse().ok()?;
-    (seconds.is_finite() && seconds >= 0.0).then(|| seconds.ceil())
+    // Microseconds, so that a fraction of a millisecond still rounds up to a whole second.
+    let micros = crate::decimal::parse_fixed(raw, 6)?;
+    Some(micros.div_ceil(1_000_000) as f64)
 }
 
 /// A limit that one answer started, or moved later, for a category edgeguard sends.

@@ -155,7 +155,7 @@ impl Trace {
             let rand = dsc
                 .iter()
                 .find(|(k, _)| k == "sample_rand")
-                .and_then(|(_, v)| v.parse::<f64>().ok())
+                .and_then(|(_, v)| crate::decimal::parse(v))
                 .filter(|r| (0.0..1.0).contains(r))
                 .unwrap_or(own_rand.1);
             let sampled = decide(incoming.sampled, rand);

@@ -27,4 +27,5 @@ mod reporting;
 mod security;
 mod streaming;
 mod tracing;
+mod tunnel;
 mod websocket;

@@ -88,6 +88,8 @@ struct Recorder {
     gate_cv: Condvar,
     /// Set when `/trickle` wrote its last byte.
     trickle_done: Mutex<bool>,
+    /// Files served as given (`Origin::serve`): path -> (content type, body).
+    files: Mutex<Vec<(String, &'static str, Vec<u8>)>>,
 }
 
 impl Recorder {
@@ -121,6 +123,14 @@ impl Handler for OriginHandler {
             self.rec.cv.notify_all();
         }
         let path = req.path().to_string();
+        let file = lock(&self.rec.files)
+            .iter()
+            .find(|(p, _, _)| *p == path)
+            .map(|(_, ct, body)| (*ct, body.clone()));
+        if let Some((content_type, body)) = file {
+            let _ = write_response(stream, 200, &[("Content-Type", content_type)], &body);
+            return;
+        }
         let _ = match path.as_str() {
             "/ok" => write_response(
                 stream,
@@ -392,6 +402,11 @@ impl Origin {
     /// `http://127.0.0.1:<port>`, suitable for `ORIGIN_URL`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port())
+    }
+
+    /// Serves `body` at `path` with `content_type` (a page and its script, for the browser).
+    pub fn serve(&self, path: &str, content_type: &'static str, body: Vec<u8>) {
+        lock(&self.rec.files).push((path.to_owned(), content_type, body));
     }
 
     /// Lets every `/drip/N` response send its second half.

@@ -273,10 +273,49 @@ fn check_request(req: &ServerRequest) -> Result<(Value, Vec<Item>, Body, String)
             ))
         }
     };
+    // A browser SDK behind a tunnel sends no auth of its own: the envelope header's `dsn`
+    // carries the key (what Relay reads when there is no X-Sentry-Auth), and its items may
+    // leave out `length`. Only such an envelope is held to those rules; every other one needs
+    // X-Sentry-Auth and `length` on every item.
+    if req.header("x-sentry-auth").is_none() {
+        let (header, items) = parse_envelope_framed(&body.plain, Framing::Browser)?;
+        let client = check_header_dsn(&header)?;
+        return Ok((header, items, body, client));
+    }
     let client = check_auth(req.header("x-sentry-auth"))?;
     let edgeguard = client.starts_with("edgeguard/");
     let (header, items) = parse_envelope_from(&body.plain, edgeguard)?;
     Ok((header, items, body, client))
+}
+
+/// A tunnelled browser envelope's header: `dsn` names this sink's key and project (as the
+/// JavaScript SDK writes it: `http://<key>@<host>:<port>/<project>`, no secret), and `sdk`
+/// names the SDK; returns `<sdk name>/<version>` as the client.
+fn check_header_dsn(header: &Value) -> Result<String, String> {
+    let dsn = header["dsn"]
+        .as_str()
+        .ok_or_else(|| format!("no X-Sentry-Auth and no `dsn` in the envelope header: {header}"))?;
+    let rest = dsn
+        .strip_prefix(&format!("http://{PUBLIC_KEY}@127.0.0.1:"))
+        .ok_or_else(|| format!("envelope header dsn {dsn:?} is not this sink's key and host"))?;
+    let (port, project) = rest
+        .split_once('/')
+        .ok_or_else(|| format!("envelope header dsn {dsn:?} has no project"))?;
+    if port.parse::<u16>().is_err() || project != PROJECT_ID {
+        return Err(format!(
+            "envelope header dsn {dsn:?} is not this sink's project"
+        ));
+    }
+    let (name, version) = (
+        header["sdk"]["name"].as_str(),
+        header["sdk"]["version"].as_str(),
+    );
+    match (name, version) {
+        (Some(n), Some(v)) if !n.is_empty() && !v.is_empty() => Ok(format!("{n}/{v}")),
+        _ => Err(format!(
+            "envelope header without sdk name and version: {header}"
+        )),
+    }
 }
 
 /// Inflates a gzip body strictly: one member, checksum and length verified, nothing after it.
@@ -366,6 +405,28 @@ pub fn parse_envelope(body: &[u8]) -> Result<(Value, Vec<Item>), String> {
 /// [`parse_envelope`]; `edgeguard`: the envelope is edgeguard's, and its events, transactions
 /// and `trace` header are held to what edgeguard promises. Another SDK's get the framing checks.
 pub fn parse_envelope_from(body: &[u8], edgeguard: bool) -> Result<(Value, Vec<Item>), String> {
+    let framing = if edgeguard {
+        Framing::Edgeguard
+    } else {
+        Framing::OtherSdk
+    };
+    parse_envelope_framed(body, framing)
+}
+
+/// Whose envelope is parsed, and so what is asked of it.
+#[derive(Clone, Copy, PartialEq)]
+enum Framing {
+    /// edgeguard's: every item has `length`; events, transactions and `trace` checked in full.
+    Edgeguard,
+    /// Another server SDK's with X-Sentry-Auth: every item has `length`.
+    OtherSdk,
+    /// A browser SDK's through the tunnel: an item without `length` runs to the next `\n` or
+    /// the end, as Relay reads it.
+    Browser,
+}
+
+fn parse_envelope_framed(body: &[u8], framing: Framing) -> Result<(Value, Vec<Item>), String> {
+    let edgeguard = framing == Framing::Edgeguard;
     if body.is_empty() {
         return Err("empty envelope".into());
     }
@@ -391,11 +452,16 @@ pub fn parse_envelope_from(body: &[u8], edgeguard: bool) -> Result<(Value, Vec<I
             .as_str()
             .ok_or_else(|| format!("item header without string `type`: {ih}"))?
             .to_string();
-        let len = ih["length"]
-            .as_u64()
-            .ok_or_else(|| format!("item header without integer `length`: {ih}"))?
-            as usize;
         rest = &rest[nl + 1..];
+        let len = match ih.get("length") {
+            None if framing == Framing::Browser => {
+                rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len())
+            }
+            length => length
+                .and_then(Value::as_u64)
+                .ok_or_else(|| format!("item header without integer `length`: {ih}"))?
+                as usize,
+        };
         if rest.len() < len {
             return Err(format!(
                 "item {ty:?} declares length {len} but only {} bytes remain",
