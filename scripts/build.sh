@@ -62,11 +62,9 @@ cp src/edge/entry.js "$out/index.js"
 # `export{... as FloodCap ...}`), and index.js re-exports it. Only the Durable Object classes:
 # worker.js also exports workers-rs's own wasm-bindgen classes (R2Range, ...), which the runtime
 # has no use for.
-for class in FloodCap; do
-  if grep -qE "(as|const) $class\b" "$out/worker.js"; then
-    echo "export { $class } from \"./worker.js\";" >>"$out/index.js"
-  fi
-done
+if grep -qE "(as|const) FloodCap\b" "$out/worker.js"; then
+  echo 'export { FloodCap } from "./worker.js";' >>"$out/index.js"
+fi
 if [[ ",${EDGEGUARD_FEATURES:-}," == *,flood-cap,* ]] && ! grep -q "export { FloodCap }" "$out/index.js"; then
   echo "build.sh: the flood-cap build does not export FloodCap from $out/index.js" >&2
   exit 1

@@ -11,7 +11,6 @@ use crate::sentry::delivery::DEFAULT_MAX_EVENTS_PER_WINDOW;
 use crate::sentry::dsn::{Dsn, DsnError};
 use crate::sentry::tunnel::Tunnel;
 use std::fmt;
-use std::rc::Rc;
 
 pub const ORIGIN_URL: &str = "ORIGIN_URL";
 pub const SENTRY_DSN: &str = "SENTRY_DSN";
@@ -99,8 +98,7 @@ pub struct Config {
     pub traces_sample_rate: Option<f64>,
     /// `SENTRY_TUNNEL_PATH` with the DSNs it forwards to (`SENTRY_DSN` and
     /// `SENTRY_TUNNEL_ALLOWED_DSNS`): the browser SDK's tunnel. `None`: off (the default).
-    /// Shared: the config is cloned for work that outlives a request.
-    pub tunnel: Option<Rc<Tunnel>>,
+    pub tunnel: Option<Tunnel>,
 }
 
 /// A setting that could not be used as given.
@@ -111,7 +109,8 @@ pub enum ConfigError {
     OriginTimeout(TimeoutError),
     EnvironmentTooLong,
     ReleaseTooLong,
-    NotABoolean(&'static str),
+    /// The variable, and the default it falls back to.
+    NotABoolean(&'static str, bool),
     NotAPath(&'static str),
     SampleRate,
     TracesSampleRate,
@@ -143,7 +142,7 @@ impl ConfigError {
             ConfigError::OriginTimeout(_) => ORIGIN_TIMEOUT_MS,
             ConfigError::EnvironmentTooLong => SENTRY_ENVIRONMENT,
             ConfigError::ReleaseTooLong => SENTRY_RELEASE,
-            ConfigError::NotABoolean(name) | ConfigError::NotAPath(name) => name,
+            ConfigError::NotABoolean(name, _) | ConfigError::NotAPath(name) => name,
             ConfigError::SampleRate => SENTRY_SAMPLE_RATE,
             ConfigError::TracesSampleRate => SENTRY_TRACES_SAMPLE_RATE,
             ConfigError::MaxEventsPerMinute => SENTRY_MAX_EVENTS_PER_MINUTE,
@@ -168,10 +167,8 @@ impl ConfigError {
             ConfigError::EnvironmentTooLong | ConfigError::ReleaseTooLong => {
                 "it is truncated".to_owned()
             }
-            ConfigError::NotABoolean(SENTRY_TRACE_PROPAGATION) => {
-                "treated as true (the default)".to_owned()
-            }
-            ConfigError::NotABoolean(_) => "treated as false".to_owned(),
+            ConfigError::NotABoolean(_, true) => "treated as true (the default)".to_owned(),
+            ConfigError::NotABoolean(_, false) => "treated as false".to_owned(),
             ConfigError::NotAPath(_) => "ignored".to_owned(),
             ConfigError::SampleRate => "every event is sent (1.0)".to_owned(),
             ConfigError::TracesSampleRate => "no transactions are sent".to_owned(),
@@ -205,7 +202,7 @@ impl fmt::Display for ConfigError {
             ConfigError::ReleaseTooLong => {
                 format!("longer than Sentry's {MAX_RELEASE_CHARS} characters")
             }
-            ConfigError::NotABoolean(_) => {
+            ConfigError::NotABoolean(..) => {
                 "not one of true, false, 1, 0, yes, no, on, off".to_owned()
             }
             ConfigError::NotAPath(_) => "not a path starting with '/'".to_owned(),
@@ -318,15 +315,13 @@ impl Config {
             &mut errors,
         );
 
-        let mut flag = |name: &'static str| match get(name) {
-            None => false,
-            Some(raw) => parse_bool(&raw).unwrap_or_else(|| {
-                errors.push(ConfigError::NotABoolean(name));
-                false
-            }),
-        };
-        let pass_through_on_exception = flag(PASS_THROUGH_ON_EXCEPTION);
-        let debug = flag(SENTRY_DEBUG);
+        let pass_through_on_exception = flag(
+            get(PASS_THROUGH_ON_EXCEPTION),
+            PASS_THROUGH_ON_EXCEPTION,
+            false,
+            &mut errors,
+        );
+        let debug = flag(get(SENTRY_DEBUG), SENTRY_DEBUG, false, &mut errors);
         let mut path = |name: &'static str| {
             let raw = get(name)?;
             let raw = raw.trim();
@@ -361,15 +356,18 @@ impl Config {
                     DEFAULT_MAX_EVENTS_PER_WINDOW
                 }),
         };
-        let mut flag = |name: &'static str| match get(name) {
-            None => false,
-            Some(raw) => parse_bool(&raw).unwrap_or_else(|| {
-                errors.push(ConfigError::NotABoolean(name));
-                false
-            }),
-        };
-        let send_query = flag(SENTRY_SEND_QUERY);
-        let send_default_pii = flag(SENTRY_SEND_DEFAULT_PII);
+        let send_query = flag(
+            get(SENTRY_SEND_QUERY),
+            SENTRY_SEND_QUERY,
+            false,
+            &mut errors,
+        );
+        let send_default_pii = flag(
+            get(SENTRY_SEND_DEFAULT_PII),
+            SENTRY_SEND_DEFAULT_PII,
+            false,
+            &mut errors,
+        );
         let request_headers = match get(SENTRY_REQUEST_HEADERS) {
             None => Privacy::default().request_headers,
             Some(raw) => parse_list(
@@ -409,12 +407,12 @@ impl Config {
             client_errors,
             slow_origin_ms,
         };
-        let trace_propagation = get(SENTRY_TRACE_PROPAGATION).is_none_or(|raw| {
-            parse_bool(&raw).unwrap_or_else(|| {
-                errors.push(ConfigError::NotABoolean(SENTRY_TRACE_PROPAGATION));
-                true
-            })
-        });
+        let trace_propagation = flag(
+            get(SENTRY_TRACE_PROPAGATION),
+            SENTRY_TRACE_PROPAGATION,
+            true,
+            &mut errors,
+        );
         let traces_sample_rate = get(SENTRY_TRACES_SAMPLE_RATE).and_then(|raw| {
             let rate = parse_sample_rate(&raw);
             if rate.is_none() {
@@ -438,7 +436,7 @@ impl Config {
                 errors.push(ConfigError::TunnelWithoutDsn);
                 return None;
             }
-            Some(Rc::new(Tunnel::new(path, allowed)))
+            Some(Tunnel::new(path, allowed))
         });
 
         let config = Config {
@@ -461,6 +459,23 @@ impl Config {
             tunnel,
         };
         (config, errors)
+    }
+}
+
+/// The boolean setting `name` (its value `raw`): `default` when unset, and when unreadable (then
+/// reported).
+fn flag(
+    raw: Option<String>,
+    name: &'static str,
+    default: bool,
+    errors: &mut Vec<ConfigError>,
+) -> bool {
+    match raw {
+        None => default,
+        Some(raw) => parse_bool(&raw).unwrap_or_else(|| {
+            errors.push(ConfigError::NotABoolean(name, default));
+            default
+        }),
     }
 }
 

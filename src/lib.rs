@@ -25,6 +25,7 @@
 pub mod config;
 pub mod decimal;
 pub mod feedback;
+pub mod fnv;
 pub mod hex;
 pub mod page;
 pub mod privacy;

@@ -7,12 +7,11 @@
 //!   event reporting;
 //! - `proxy.rs`: the origin fetch, its timeout, hop-by-hop headers, the failing body's size;
 //! - `feedback.rs`: the feedback form's endpoint;
-//! - `tunnel.rs`: the browser SDK's tunnel to Sentry;
 //! - `transport.rs`: envelopes to Sentry (admission, gzip, POST, rate limits, client reports);
 //! - `tracing.rs`: the request's trace (read, propagated, its transaction after the response);
 //! - `floodcap.rs` (the `flood-cap` feature): the `FloodCap` Durable Object and the isolate's
 //!   questions to it (the flood cap shared by every isolate);
-//! - `tunnel.rs`: the Sentry tunnel for the site's browser SDK;
+//! - `tunnel.rs`: the Sentry tunnel for the site's browser SDK (`SENTRY_TUNNEL_PATH`);
 //! - `runtime.rs`: clock, randomness, timers, header pairs, transform streams (gzip, inflate).
 //!
 //! Invariants kept here:

@@ -25,6 +25,7 @@
 //!   different edgeguards chained on purpose do not mistake each other for a loop.
 
 use crate::config::Origin;
+use crate::fnv::Fnv32;
 
 /// The loop marker: a comma-separated list of deployment tokens, like `Via`.
 pub const LOOP_HEADER: &str = "edgeguard-via";
@@ -135,7 +136,7 @@ pub struct Visitor<'a> {
 /// origin ever sees it, and a hash says nothing it does not already know. Made on every proxied
 /// request, so the hex is written directly (no `format!` machinery on the pass-through path).
 pub fn loop_token(origin: &Origin, visitor_host: &str) -> String {
-    let mut hash = Fnv::new();
+    let mut hash = Fnv32::new();
     match origin {
         Origin::Url(url) => {
             hash.write(b"url:");
@@ -251,25 +252,6 @@ fn joined(headers: &[(String, String)], name: &str) -> Option<String> {
 /// The non-empty elements of a comma-separated header list, trimmed.
 fn list(value: &str) -> impl Iterator<Item = &str> {
     value.split(',').map(str::trim).filter(|t| !t.is_empty())
-}
-
-/// 32-bit FNV-1a: tiny, stable across builds and platforms, no dependency.
-struct Fnv(u32);
-
-impl Fnv {
-    fn new() -> Self {
-        Fnv(0x811c_9dc5)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u32::from(b)).wrapping_mul(0x0100_0193);
-        }
-    }
-
-    fn finish(&self) -> u32 {
-        self.0
-    }
 }
 
 #[cfg(test)]
@@ -463,11 +445,11 @@ mod tests {
         // Fixed value: the token must not change between builds, or a rolling deploy would
         // stop recognising its own requests.
         assert_eq!(loop_token(&Origin::Route, "a.example"), {
-            let mut f = Fnv::new();
+            let mut f = Fnv32::new();
             f.write(b"route:a.example");
             format!("{:08x}", f.finish())
         });
-        let mut f = Fnv::new();
+        let mut f = Fnv32::new();
         f.write(b"a");
         assert_eq!(f.finish(), 0xe40c_292c, "FNV-1a 32 of \"a\"");
     }

@@ -20,7 +20,8 @@
 //!   with the next envelope sent, or go alone after [`CLIENT_REPORT_FLUSH_MS`]; an envelope
 //!   that fails to arrive gives its counts back, so they are sent later instead of lost.
 
-use crate::sentry::floodcap::{self, fnv1a, CacheDecision, Grant, GrantAsk, SharedCap};
+use crate::fnv::fnv1a_64;
+use crate::sentry::floodcap::{self, CacheDecision, Grant, GrantAsk, SharedCap};
 use crate::sentry::ratelimit::{RateLimits, CATEGORY_ERROR, CATEGORY_SPAN, CATEGORY_TRANSACTION};
 use crate::sentry::transaction::SPANS_PER_TRANSACTION;
 use serde_json::{json, Value};
@@ -162,7 +163,7 @@ impl FloodGate {
         if self.max_per_window == 0 {
             return true;
         }
-        let hash = fnv1a(key.as_bytes());
+        let hash = fnv1a_64(key.as_bytes());
         if let Some(window) = self.windows.iter_mut().find(|(h, _, _)| *h == hash) {
             if now_ms - window.1 >= FLOOD_WINDOW_MS || now_ms < window.1 {
                 *window = (hash, now_ms, 1);
@@ -273,7 +274,7 @@ impl<S: SharedCap> Reporter<S> {
     /// The object's answer about `flood_key` (`None`: it did not give one in time). Returns
     /// whether the fallback to the local cap should be logged (once per window).
     pub fn answered(&mut self, flood_key: &str, answer: Option<Grant>, now_ms: f64) -> bool {
-        let hash = fnv1a(flood_key.as_bytes());
+        let hash = fnv1a_64(flood_key.as_bytes());
         match (self.shared.as_mut(), answer) {
             (Some(cache), Some(grant)) => {
                 cache.answered(hash, grant, now_ms);
@@ -293,7 +294,7 @@ impl<S: SharedCap> Reporter<S> {
     ) -> Result<Admitted, Reason> {
         // The shared cap is for failure groups (errors); a transaction's route is capped here.
         let decision = match self.shared.as_mut().filter(|_| category == CATEGORY_ERROR) {
-            Some(cache) => cache.decide(fnv1a(flood_key.as_bytes()), now_ms),
+            Some(cache) => cache.decide(fnv1a_64(flood_key.as_bytes()), now_ms),
             None => CacheDecision::Local,
         };
         let allowed = match decision {

@@ -16,6 +16,7 @@
 //! its id); without one the event is decided after the page, once the object answered, and its
 //! page shows no id: an id on a page is always one that is sent.
 
+use crate::fnv::fnv1a_64;
 use crate::sentry::delivery::FLOOD_WINDOW_MS;
 use std::fmt;
 
@@ -59,14 +60,7 @@ impl fmt::Display for GrantError {
 /// The object's name for a flood key (the grouping fingerprint): its 64-bit FNV-1a as 16 hex
 /// digits. Fixed length, and no path or message leaves the isolate in an object name.
 pub fn group_name(key: &str) -> String {
-    format!("{:016x}", fnv1a(key.as_bytes()))
-}
-
-/// 64-bit FNV-1a: a fixed-size key per group (collisions only merge two caps).
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    format!("{:016x}", fnv1a_64(key.as_bytes()))
 }
 
 /// How many grants an isolate asks for at once: a fifth of the cap, at least 1. Five isolates
@@ -563,7 +557,7 @@ mod tests {
     #[test]
     fn the_cache_asks_once_per_batch_and_keeps_the_answer_for_the_window() {
         let mut cache = GrantCache::new();
-        let (g, h) = (fnv1a(b"g"), fnv1a(b"h"));
+        let (g, h) = (fnv1a_64(b"g"), fnv1a_64(b"h"));
         assert_eq!(cache.decide(g, NOW), CacheDecision::Ask);
         assert_eq!(
             cache.decide(g, NOW),
@@ -617,7 +611,7 @@ mod tests {
     #[test]
     fn a_failed_object_means_the_local_cap_for_a_window_logged_once() {
         let mut cache = GrantCache::new();
-        let (g, h) = (fnv1a(b"g"), fnv1a(b"h"));
+        let (g, h) = (fnv1a_64(b"g"), fnv1a_64(b"h"));
         assert_eq!(cache.decide(g, NOW), CacheDecision::Ask);
         assert!(cache.failed(g, NOW + 1000.0), "logged");
         assert_eq!(cache.decide(g, NOW + 1001.0), CacheDecision::Local);

@@ -9,6 +9,7 @@
 //! project), and the envelope URL is that allowed DSN's, never built from the request (no SSRF).
 //! The edge (`edge::tunnel`) streams the body on unchanged.
 
+use crate::fnv::Fnv32;
 use crate::sentry::dsn::Dsn;
 use crate::sentry::ratelimit::{CATEGORY_ERROR, CATEGORY_TRANSACTION};
 
@@ -29,7 +30,6 @@ pub const BURST: u32 = 60;
 pub const PER_MINUTE: u32 = 600;
 
 /// The tunnel's settings: its path and the projects it forwards to.
-#[derive(Clone)]
 pub struct Tunnel {
     /// `SENTRY_TUNNEL_PATH`: every method there is answered by the worker.
     pub path: String,
@@ -190,13 +190,11 @@ pub fn check_request(
 /// `@sentry/core`, read in 11.12.0 and 11.19.0): `/` and the 32-bit FNV-1a hash, in base 36,
 /// of the DSN as the SDK writes it without its secret key.
 pub fn derived_path(dsn: &Dsn) -> String {
-    let hash = dsn
-        .public_form()
-        .iter()
-        .flat_map(|piece| piece.bytes())
-        .fold(0x811c_9dc5_u32, |h, b| {
-            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-        });
+    let mut fnv = Fnv32::new();
+    for piece in dsn.public_form() {
+        fnv.write(piece.as_bytes());
+    }
+    let hash = fnv.finish();
     let mut digits = Vec::new();
     let mut n = hash;
     loop {

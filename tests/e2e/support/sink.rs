@@ -979,18 +979,34 @@ impl Sink {
         timeout: Duration,
         pick: impl Fn(&Envelope) -> bool,
     ) -> Vec<Envelope> {
+        self.wait_for(n, timeout, "matching envelope", |e| {
+            pick(e).then(|| e.clone())
+        })
+    }
+
+    /// Waits (bounded) until `pick` finds at least `n` of `what` in the envelopes received;
+    /// panics with what arrived (headers, requests, violations) on timeout.
+    fn wait_for<T>(
+        &self,
+        n: usize,
+        timeout: Duration,
+        what: &str,
+        pick: impl Fn(&Envelope) -> Option<T>,
+    ) -> Vec<T> {
         let deadline = Instant::now() + timeout;
         let mut st = lock(&self.shared.state);
         loop {
-            let found: Vec<Envelope> = st.envelopes.iter().filter(|e| pick(e)).cloned().collect();
+            let found: Vec<T> = st.envelopes.iter().filter_map(&pick).collect();
             if found.len() >= n {
                 return found;
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 panic!(
-                    "sink got {} matching envelope(s) within {timeout:?}, expected {n}; headers: {:?}; violations: {:?}",
+                    "sink ({:?}) got {} {what}(s) within {timeout:?}, expected {n}; {} request(s), headers: {:?}; violations: {:?}",
+                    *lock(&self.mode),
                     found.len(),
+                    st.requests,
                     st.envelopes.iter().map(|e| (&e.client, &e.header)).collect::<Vec<_>>(),
                     st.violations
                 );
@@ -1022,47 +1038,12 @@ impl Sink {
     /// Waits (bounded) for at least `n` events; panics with what arrived
     /// (including violations) on timeout.
     pub fn wait_for_events(&self, n: usize, timeout: Duration) -> Vec<Value> {
-        let deadline = Instant::now() + timeout;
-        let mut st = lock(&self.shared.state);
-        loop {
-            let events: Vec<Value> = st.envelopes.iter().filter_map(Envelope::event).collect();
-            if events.len() >= n {
-                return events;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                panic!(
-                    "sink ({:?}) got {} event(s) within {timeout:?}, expected {n}; {} request(s), violations: {:?}",
-                    *lock(&self.mode),
-                    events.len(),
-                    st.requests,
-                    st.violations
-                );
-            }
-            st = wait_timeout(&self.shared.cv, st, left);
-        }
+        self.wait_for(n, timeout, "event", Envelope::event)
     }
 
     /// Waits (bounded) for at least `n` feedback items; panics with what arrived on timeout.
     pub fn wait_for_feedback(&self, n: usize, timeout: Duration) -> Vec<Value> {
-        let deadline = Instant::now() + timeout;
-        let mut st = lock(&self.shared.state);
-        loop {
-            let found: Vec<Value> = st.envelopes.iter().filter_map(Envelope::feedback).collect();
-            if found.len() >= n {
-                return found;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                panic!(
-                    "sink got {} feedback item(s) within {timeout:?}, expected {n}; {} request(s), violations: {:?}",
-                    found.len(),
-                    st.requests,
-                    st.violations
-                );
-            }
-            st = wait_timeout(&self.shared.cv, st, left);
-        }
+        self.wait_for(n, timeout, "feedback item", Envelope::feedback)
     }
 
     /// Waits (bounded) until at least `n` requests arrived, well-formed or not.

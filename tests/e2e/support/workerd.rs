@@ -31,26 +31,20 @@ pub fn repo_root() -> PathBuf {
 /// taken from the repo root), e.g. to check the harness against
 /// `tests/e2e/reference_worker`.
 pub fn build_dir() -> PathBuf {
-    match std::env::var_os("EDGEGUARD_E2E_BUILD_DIR") {
-        Some(d) => {
-            let d = PathBuf::from(d);
-            if d.is_absolute() {
-                d
-            } else {
-                repo_root().join(d)
-            }
-        }
-        None => repo_root().join("build"),
-    }
+    dir_from_env("EDGEGUARD_E2E_BUILD_DIR", "build")
+}
+
+/// The directory `var` names (relative paths taken from the repo root), else `<repo>/default`.
+fn dir_from_env(var: &str, default: &str) -> PathBuf {
+    let dir = std::env::var_os(var).map_or_else(|| PathBuf::from(default), PathBuf::from);
+    // An absolute `dir` replaces the root in `join`.
+    repo_root().join(dir)
 }
 
 /// The `flood-cap` build (`EDGEGUARD_FEATURES=flood-cap`, exporting the `FloodCap` Durable
 /// Object): `EDGEGUARD_E2E_FLOOD_BUILD_DIR`, else `<repo>/build-flood` (scripts/test.sh makes it).
 pub fn flood_build_dir() -> PathBuf {
-    match std::env::var_os("EDGEGUARD_E2E_FLOOD_BUILD_DIR") {
-        Some(d) => repo_root().join(d),
-        None => repo_root().join("build-flood"),
-    }
+    dir_from_env("EDGEGUARD_E2E_FLOOD_BUILD_DIR", "build-flood")
 }
 
 pub fn workerd_bin() -> PathBuf {
